@@ -80,7 +80,7 @@ TOOLS: tuple[tuple[str, Callable[[], bool], str, str], ...] = (
     (
         "docker",
         lambda: shutil.which("docker") is not None,
-        "make docker-build / docker-run and local builds in deploy.sh (else it builds with Cloud Build)",
+        "make docker-build / docker-run and local builds (else deploy.sh uses Cloud Build)",
         "https://docs.docker.com/get-docker/",
     ),
     (

@@ -21,15 +21,48 @@ from typing import Any
 
 # Cloud Run regions (docs snapshot). A new region needs one line here and in deploy.sh.
 CLOUD_RUN_REGIONS = frozenset(
-    """
-    africa-south1 asia-east1 asia-east2 asia-northeast1 asia-northeast2 asia-northeast3
-    asia-south1 asia-south2 asia-southeast1 asia-southeast2 australia-southeast1
-    australia-southeast2 europe-central2 europe-north1 europe-southwest1 europe-west1
-    europe-west2 europe-west3 europe-west4 europe-west6 europe-west8 europe-west9 europe-west10
-    europe-west12 me-central1 me-central2 me-west1 northamerica-northeast1
-    northamerica-northeast2 southamerica-east1 southamerica-west1 us-central1 us-east1
-    us-east4 us-east5 us-south1 us-west1 us-west2 us-west3 us-west4
-    """.split()
+    {
+        "africa-south1",
+        "asia-east1",
+        "asia-east2",
+        "asia-northeast1",
+        "asia-northeast2",
+        "asia-northeast3",
+        "asia-south1",
+        "asia-south2",
+        "asia-southeast1",
+        "asia-southeast2",
+        "australia-southeast1",
+        "australia-southeast2",
+        "europe-central2",
+        "europe-north1",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west2",
+        "europe-west3",
+        "europe-west4",
+        "europe-west6",
+        "europe-west8",
+        "europe-west9",
+        "europe-west10",
+        "europe-west12",
+        "me-central1",
+        "me-central2",
+        "me-west1",
+        "northamerica-northeast1",
+        "northamerica-northeast2",
+        "southamerica-east1",
+        "southamerica-west1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "us-west2",
+        "us-west3",
+        "us-west4",
+    }
 )
 MULTI_REGIONS = frozenset({"us", "eu", "asia", "global", "nam4", "eur3", "eur4", "nam-eur-asia1"})
 ZONE = re.compile(r"(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]")
@@ -134,7 +167,7 @@ def check_description(value: object) -> str | None:
         return None
     return (
         f"{value!r} is not a usable description: one line of 1-200 characters without "
-        "control characters or any of ` $ \\ \" < > {{ }} (e.g. Chat API for the support team)"
+        'control characters or any of ` $ \\ " < > {{ }} (e.g. Chat API for the support team)'
     )
 
 
@@ -223,7 +256,7 @@ def main(answers: Mapping[str, Any], raw: Mapping[str, Any]) -> int:
     errors = check_no_jinja(raw, template_defaults(answers)) + validate(answers)
     if not errors:
         return 0
-    print("Cannot generate the project; fix these answers and run cookiecutter again:", file=sys.stderr)
+    print("Cannot generate the project; fix these answers and try again:", file=sys.stderr)
     for error in errors:
         print(f"  - {error}", file=sys.stderr)
     return 1

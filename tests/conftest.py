@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import venv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def requirements_digest(project: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def service_venv() -> Iterator[Callable[[Path], Path]]:
+def service_venv() -> Callable[[Path], Path]:
     """A virtualenv with a generated repo's requirements, shared by bakes that pin the same ones."""
 
     def venv_for(project: Path) -> Path:
@@ -112,4 +112,4 @@ def service_venv() -> Iterator[Callable[[Path], Path]]:
             (target / ".installed").touch()
         return target
 
-    yield venv_for
+    return venv_for

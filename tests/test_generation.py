@@ -166,8 +166,8 @@ def hostile_answers(marker: Path) -> list[dict[str, Any]]:
         {"service_name": ""},
         {"service_name": " "},
         {"service_name": "My-Service"},
-        {"service_name": "my-servіce"},  # Cyrillic і
-        {"service_name": "ｍｙ-service"},  # full-width letters
+        {"service_name": "my-serv\u0456ce"},  # Cyrillic i
+        {"service_name": "\uff4d\uff59-service"},  # full-width m and y
         {"service_name": "x" * 50},
         {"service_name": "{{ 7 * 7 }}"},
         {"service_name": "{{ cookiecutter.region }}"},
@@ -204,9 +204,7 @@ def test_hostile_corpus_is_large_enough(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", range(len(hostile_answers(Path(MARKER)))))
-def test_rejects_hostile_answer_and_leaves_nothing(
-    case: int, cookies: Any, tmp_path: Path
-) -> None:
+def test_rejects_hostile_answer_and_leaves_nothing(case: int, cookies: Any, tmp_path: Path) -> None:
     """Every hostile or malformed answer fails generation: no output folder, no payload ran."""
     marker = tmp_path / MARKER
     answers = hostile_answers(marker)[case]

@@ -1,4 +1,4 @@
-"""The hooks as units: each validator's rule, and the hooks rendered and run as cookiecutter does."""
+"""The hooks as units: each validator's rule; the hooks rendered and run as cookiecutter does."""
 
 from __future__ import annotations
 
