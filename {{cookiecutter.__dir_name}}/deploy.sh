@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Build the image, push it to Artifact Registry and deploy it to Cloud Run. Safe to run again:
+# every resource is looked up (describe) before it is created. Needs bash 4+ (macOS: brew install
+# bash). ./deploy.sh --help lists every option.
+set -euo pipefail
+
+if ((BASH_VERSINFO[0] < 4)); then
+  echo "deploy.sh needs bash 4 or newer; this is bash $BASH_VERSION." >&2
+  echo "On macOS: brew install bash, then run it again (Homebrew's bash comes first on PATH)." >&2
+  exit 1
+fi
+
+# The template's answers (checked by its pre-gen hook). Environment variables and flags override them.
+DEFAULT_PROJECT_ID='{{ cookiecutter.gcp_project_id }}'
+DEFAULT_REGION='{{ cookiecutter.region }}'
+DEFAULT_SERVICE_NAME='{{ cookiecutter.service_name }}'
+DEFAULT_SERVICE_ACCOUNT_ID='{{ cookiecutter.service_account_id }}'
+DEFAULT_SECRET_NAME='{{ cookiecutter.secret_name }}'
+DEFAULT_ARTIFACT_REGISTRY_REPO='{{ cookiecutter.artifact_registry_repo }}'
+DEFAULT_MIN_INSTANCES='{{ cookiecutter.min_instances }}'
+DEFAULT_MAX_INSTANCES='{{ cookiecutter.max_instances }}'
+DEFAULT_CLIENT_KEYS_SECRET_NAME='{{ cookiecutter.__client_keys_secret }}'
+# Chosen when the repo was generated: the service's code differs per mode, so no override.
+CLIENT_AUTH='{{ cookiecutter.client_auth }}'
+# Everything below is bash, not a template: Jinja leaves it as it is.
+# {% raw %}
+
+# Where Cloud Run mounts the client keys secret in api-key mode: a file is re-read on every
+# change, so adding or revoking a key (a new secret version) needs no redeploy.
+CLIENT_KEYS_MOUNT=/secrets/client-api-keys/keys
+SECRET_ACCESSOR=roles/secretmanager.secretAccessor
+
+usage() {
+  cat <<EOF
+Usage: ./deploy.sh [options]
+
+Builds the container image for linux/amd64, pushes it to Artifact Registry and deploys it to
+Cloud Run, creating what is missing (repository, runtime service account, secrets, the secret
+binding) on the way. Safe to run again. Needs bash 4+ and the gcloud CLI; docker for local builds.
+
+Options (each also read from the environment variable named in brackets; a flag wins):
+  --project ID              Google Cloud project          [PROJECT_ID, default: $DEFAULT_PROJECT_ID]
+  --region REGION           Cloud Run region               [REGION, default: $DEFAULT_REGION]
+  --service NAME            Cloud Run service name         [SERVICE_NAME, default: $DEFAULT_SERVICE_NAME]
+  --service-account ID      runtime service account ID     [SERVICE_ACCOUNT_ID, default: $DEFAULT_SERVICE_ACCOUNT_ID]
+  --secret NAME             secret holding the OpenAI key  [SECRET_NAME, default: $DEFAULT_SECRET_NAME]
+  --secret-version VERSION  version of that secret         [SECRET_VERSION, default: latest]
+  --repo REPO               Artifact Registry repository   [ARTIFACT_REGISTRY_REPO, default: $DEFAULT_ARTIFACT_REGISTRY_REPO]
+  --min-instances N         instances kept warm (billed)   [MIN_INSTANCES, default: $DEFAULT_MIN_INSTANCES]
+  --max-instances N         cost ceiling                   [MAX_INSTANCES, default: $DEFAULT_MAX_INSTANCES]
+  --client-keys-secret NAME secret with client API keys    [CLIENT_KEYS_SECRET_NAME, default: $DEFAULT_CLIENT_KEYS_SECRET_NAME]
+                            (client_auth=api-key only; this repo: client_auth=$CLIENT_AUTH)
+  --build local|cloud       build with local docker, or remotely with Cloud Build
+                            (default: local when docker is on PATH, else cloud)
+  --dry-run                 print every command, shell-quoted, and run none
+  -h, --help                show this help
+
+Secrets are read from the environment and passed to gcloud on stdin, never on a command line:
+  OPENAI_API_KEY   creates the OpenAI key secret when it does not exist yet
+  CLIENT_API_KEYS  creates the client keys secret (one key per line; client_auth=api-key)
+
+Examples:
+  ./deploy.sh
+  OPENAI_API_KEY="\$(cat ~/openai.key)" ./deploy.sh --region europe-west1
+  ./deploy.sh --dry-run --build cloud
+EOF
+}
+
+# die MESSAGE [DETAILS...]: print the message and what to do about it, then stop.
+die() {
+  printf 'error: %s\n' "$1" >&2
+  shift
+  (($# == 0)) || printf '%s\n' "$@" >&2
+  exit 1
+}
+
+# Run a command, or in dry-run mode print it shell-quoted instead.
+run() {
+  if [[ $DRY_RUN == yes ]]; then
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+  else
+    "$@"
+  fi
+}
+
+# run_with_stdin VALUE COMMAND...: give VALUE to COMMAND on stdin. printf is a builtin, so the
+# value never appears in any process's argv; in dry-run mode it is not printed either.
+run_with_stdin() {
+  local value=$1
+  shift
+  if [[ $DRY_RUN == yes ]]; then
+    run "$@"
+    printf '  (stdin: the secret value from the environment, not shown)\n'
+  else
+    printf '%s' "$value" | "$@"
+  fi
+}
+
+# exists COMMAND...: run a gcloud describe; true when found, false on NOT_FOUND, and any other
+# error (permission, auth) stops the script instead of passing for "missing". In dry-run mode
+# nothing is looked up and every resource is shown as missing, so the output lists every command
+# a fresh project needs.
+exists() {
+  local errors
+  if [[ $DRY_RUN == yes ]]; then
+    run "$@"
+    return 1
+  fi
+  errors=$("$@" 2>&1 >/dev/null) && return 0
+  [[ $errors == *NOT_FOUND* ]] && return 1
+  die "$(printf '%q ' "$@")failed:" "$errors"
+}
+
+STEP=0
+STEPS=8
+step() {
+  STEP=$((STEP + 1))
+  printf '\n[%d/%d] %s\n' "$STEP" "$STEPS" "$*"
+}
+
+# ensure_secret NAME VERSION ENV_VAR HOW_TO: make sure secret NAME has VERSION; create the secret
+# from the environment variable ENV_VAR when it is missing, else stop with HOW_TO.
+ensure_secret() {
+  local name=$1 version=$2 env_var=$3 how_to=$4
+  if exists gcloud secrets describe "$name" "${PROJECT[@]}"; then
+    exists gcloud secrets versions describe "$version" --secret="$name" "${PROJECT[@]}" ||
+      die "secret $name has no version $version." "$how_to"
+    echo "Secret $name exists."
+  elif [[ -n ${!env_var:-} || $DRY_RUN == yes ]]; then
+    echo "Creating secret $name from \$$env_var (read on stdin)."
+    run_with_stdin "${!env_var:-}" gcloud secrets create "$name" "${PROJECT[@]}" \
+      --replication-policy=automatic --data-file=-
+  else
+    die "secret $name does not exist and \$$env_var is not set." "$how_to"
+  fi
+}
+
+# --- Settings: flags, then environment variables, then the template's answers. ---
+PROJECT_ID=${PROJECT_ID:-$DEFAULT_PROJECT_ID}
+REGION=${REGION:-$DEFAULT_REGION}
+SERVICE_NAME=${SERVICE_NAME:-$DEFAULT_SERVICE_NAME}
+SERVICE_ACCOUNT_ID=${SERVICE_ACCOUNT_ID:-$DEFAULT_SERVICE_ACCOUNT_ID}
+SECRET_NAME=${SECRET_NAME:-$DEFAULT_SECRET_NAME}
+SECRET_VERSION=${SECRET_VERSION:-latest}
+ARTIFACT_REGISTRY_REPO=${ARTIFACT_REGISTRY_REPO:-$DEFAULT_ARTIFACT_REGISTRY_REPO}
+MIN_INSTANCES=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
+MAX_INSTANCES=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
+CLIENT_KEYS_SECRET_NAME=${CLIENT_KEYS_SECRET_NAME:-$DEFAULT_CLIENT_KEYS_SECRET_NAME}
+BUILD=
+DRY_RUN=no
+
+while (($# > 0)); do
+  option=$1
+  value=
+  case $option in
+    -h | --help) usage; exit 0 ;;
+    --dry-run) DRY_RUN=yes; shift; continue ;;
+    --*=*) value=${option#*=}; option=${option%%=*}; shift ;;
+    --*)
+      (($# >= 2)) || { echo "error: $option needs a value (see --help)" >&2; exit 2; }
+      value=$2; shift 2 ;;
+    *) echo "error: unexpected argument $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
+  esac
+  case $option in
+    --project) PROJECT_ID=$value ;;
+    --region) REGION=$value ;;
+    --service) SERVICE_NAME=$value ;;
+    --service-account) SERVICE_ACCOUNT_ID=$value ;;
+    --secret) SECRET_NAME=$value ;;
+    --secret-version) SECRET_VERSION=$value ;;
+    --repo) ARTIFACT_REGISTRY_REPO=$value ;;
+    --min-instances) MIN_INSTANCES=$value ;;
+    --max-instances) MAX_INSTANCES=$value ;;
+    --client-keys-secret) CLIENT_KEYS_SECRET_NAME=$value ;;
+    --build) BUILD=$value ;;
+    *) echo "error: unknown option $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# Run from the repo root: the Docker build context and the Dockerfile are here.
+cd "$(dirname "${BASH_SOURCE[0]}")"
+# shellcheck source=scripts/validate.sh
+source scripts/validate.sh
+
+# --- Validate everything before any command runs. ---
+invalid=0
+validate_project_id "$PROJECT_ID" 'PROJECT_ID (--project)' || invalid=1
+validate_region "$REGION" 'REGION (--region)' || invalid=1
+validate_service_name "$SERVICE_NAME" 'SERVICE_NAME (--service)' || invalid=1
+validate_service_account_id "$SERVICE_ACCOUNT_ID" 'SERVICE_ACCOUNT_ID (--service-account)' || invalid=1
+validate_secret_name "$SECRET_NAME" 'SECRET_NAME (--secret)' || invalid=1
+validate_secret_version "$SECRET_VERSION" 'SECRET_VERSION (--secret-version)' || invalid=1
+validate_artifact_registry_repo "$ARTIFACT_REGISTRY_REPO" 'ARTIFACT_REGISTRY_REPO (--repo)' || invalid=1
+validate_instances "$MIN_INSTANCES" "$MAX_INSTANCES" 'MIN_INSTANCES (--min-instances)' \
+  'MAX_INSTANCES (--max-instances)' || invalid=1
+if [[ $CLIENT_AUTH == api-key ]]; then
+  validate_secret_name "$CLIENT_KEYS_SECRET_NAME" 'CLIENT_KEYS_SECRET_NAME (--client-keys-secret)' ||
+    invalid=1
+fi
+case $BUILD in
+  '' | local | cloud) ;;
+  *) printf 'BUILD (--build): %q is not local or cloud\n' "$BUILD" >&2; invalid=1 ;;
+esac
+((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults at the top of deploy.sh)."
+
+if [[ -z $BUILD ]]; then
+  if command -v docker >/dev/null 2>&1; then BUILD=local; else BUILD=cloud; fi
+  echo "Building with $([[ $BUILD == local ]] && echo 'local docker' || echo 'Cloud Build (no docker on PATH)'); choose with --build local|cloud."
+fi
+
+REGISTRY="$REGION-docker.pkg.dev"
+# Tag: the commit being deployed, or the time outside a git checkout.
+TAG=$(git rev-parse --short HEAD 2>/dev/null || date -u +%Y%m%d-%H%M%S)
+IMAGE="$REGISTRY/$PROJECT_ID/$ARTIFACT_REGISTRY_REPO/$SERVICE_NAME:$TAG"
+SERVICE_ACCOUNT="$SERVICE_ACCOUNT_ID@$PROJECT_ID.iam.gserviceaccount.com"
+PROJECT=(--project="$PROJECT_ID")
+[[ $DRY_RUN == yes ]] && echo "Dry run: printing the commands a fresh project needs; none is run."
+
+if [[ $CLIENT_AUTH == none ]]; then
+  cat >&2 <<EOF
+
+WARNING: client_auth=none: the service will be public and open. Anyone who finds its URL can spend
+your OpenAI budget; only --max-instances=$MAX_INSTANCES (with the per-instance rate limit) bounds the
+cost. Use client_auth=iam or api-key for anything but a demo.
+EOF
+fi
+
+step "Preflight: gcloud, active account, project$([[ $BUILD == local ]] && echo ', docker')"
+command -v gcloud >/dev/null 2>&1 ||
+  die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+if [[ $BUILD == local ]]; then
+  command -v docker >/dev/null 2>&1 ||
+    die "docker is not installed: https://docs.docker.com/get-docker/ (or use --build cloud)"
+fi
+if [[ $DRY_RUN == yes ]]; then
+  run gcloud auth list --filter=status:ACTIVE --format='value(account)'
+  run gcloud projects describe "$PROJECT_ID" --format='value(projectId)'
+else
+  account=$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null || true)
+  [[ -n $account ]] || die "no active gcloud account. Run: gcloud auth login"
+  echo "Account: $account"
+  gcloud projects describe "$PROJECT_ID" --format='value(projectId)' >/dev/null ||
+    die "project $PROJECT_ID is not visible to $account. Check the id (PROJECT_ID or --project), or run: gcloud auth login"
+  echo "Project: $PROJECT_ID"
+fi
+
+step "Enable the APIs"
+apis=(run.googleapis.com artifactregistry.googleapis.com secretmanager.googleapis.com iam.googleapis.com)
+[[ $BUILD == cloud ]] && apis+=(cloudbuild.googleapis.com)
+run gcloud services enable "${apis[@]}" "${PROJECT[@]}"
+
+step "Artifact Registry repository $ARTIFACT_REGISTRY_REPO in $REGION"
+if exists gcloud artifacts repositories describe "$ARTIFACT_REGISTRY_REPO" --location="$REGION" "${PROJECT[@]}"; then
+  echo "Repository exists."
+else
+  run gcloud artifacts repositories create "$ARTIFACT_REGISTRY_REPO" --repository-format=docker \
+    --location="$REGION" "${PROJECT[@]}" --description="Container images deployed by deploy.sh"
+fi
+
+step "Build $IMAGE (linux/amd64, $BUILD)"
+if [[ $BUILD == cloud ]]; then
+  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" .
+else
+  # Cloud Run runs linux/amd64 images only; buildx cross-builds on Apple silicon.
+  if docker buildx version >/dev/null 2>&1; then
+    run docker buildx build --platform=linux/amd64 --tag="$IMAGE" --load .
+  else
+    run docker build --platform=linux/amd64 --tag="$IMAGE" .
+  fi
+  run gcloud auth configure-docker "$REGISTRY" --quiet
+  run docker push "$IMAGE"
+fi
+
+step "Runtime service account $SERVICE_ACCOUNT"
+if exists gcloud iam service-accounts describe "$SERVICE_ACCOUNT" "${PROJECT[@]}"; then
+  echo "Service account exists."
+else
+  run gcloud iam service-accounts create "$SERVICE_ACCOUNT_ID" "${PROJECT[@]}" \
+    --display-name="Cloud Run runtime: $SERVICE_NAME"
+fi
+
+secrets=("$SECRET_NAME")
+step "Secret $SECRET_NAME (OpenAI API key)"
+ensure_secret "$SECRET_NAME" "$SECRET_VERSION" OPENAI_API_KEY "Create it with the key on stdin \
+(not on the command line), then run deploy.sh again:
+  read -rs OPENAI_API_KEY && export OPENAI_API_KEY && ./deploy.sh
+or: printf '%s' \"\$OPENAI_API_KEY\" | gcloud secrets create $SECRET_NAME --project=$PROJECT_ID \
+--replication-policy=automatic --data-file=-
+(an existing secret without that version: gcloud secrets versions add $SECRET_NAME --data-file=-)"
+if [[ $CLIENT_AUTH == api-key ]]; then
+  secrets+=("$CLIENT_KEYS_SECRET_NAME")
+  echo "Client API keys secret $CLIENT_KEYS_SECRET_NAME (client_auth=api-key):"
+  ensure_secret "$CLIENT_KEYS_SECRET_NAME" latest CLIENT_API_KEYS "Create it with one key per \
+line, then give each key to its client:
+  CLIENT_API_KEYS=\"\$(openssl rand -hex 32)\" ./deploy.sh
+or: openssl rand -hex 32 | gcloud secrets create $CLIENT_KEYS_SECRET_NAME --project=$PROJECT_ID \
+--replication-policy=automatic --data-file=-
+Add or revoke keys later with a new version (gcloud secrets versions add ... --data-file=-)."
+fi
+
+step "Grant $SECRET_ACCESSOR on ${secrets[*]} to the runtime account"
+# On each secret only, not project-wide: the service can read its own secrets and nothing else.
+for secret in "${secrets[@]}"; do
+  run gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+    --member="serviceAccount:$SERVICE_ACCOUNT" --role="$SECRET_ACCESSOR" --condition=None \
+    --format=none
+done
+
+step "Deploy $SERVICE_NAME to Cloud Run in $REGION"
+# The startup probe keeps traffic away from a revision until /ready answers 200 (up to 2 minutes).
+deploy=(gcloud run deploy "$SERVICE_NAME" --image="$IMAGE" --region="$REGION" "${PROJECT[@]}"
+  --service-account="$SERVICE_ACCOUNT" --min-instances="$MIN_INSTANCES"
+  --max-instances="$MAX_INSTANCES" --cpu-boost
+  --startup-probe='httpGet.path=/ready,periodSeconds=5,timeoutSeconds=3,failureThreshold=24'
+  --labels="app=$SERVICE_NAME,managed-by=deploy-sh,client-auth=$CLIENT_AUTH" --quiet)
+case $CLIENT_AUTH in
+  iam) deploy+=(--no-allow-unauthenticated --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION") ;;
+  none) deploy+=(--allow-unauthenticated --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION") ;;
+  api-key)
+    deploy+=(--allow-unauthenticated
+      --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION,$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest"
+      --set-env-vars="CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT") ;;
+esac
+run "${deploy[@]}"
+
+describe_url=(gcloud run services describe "$SERVICE_NAME" --region="$REGION" "${PROJECT[@]}"
+  --format='value(status.url)')
+if [[ $DRY_RUN == yes ]]; then
+  run "${describe_url[@]}"
+  exit 0
+fi
+url=$("${describe_url[@]}")
+echo
+echo "Deployed: $url"
+case $CLIENT_AUTH in
+  iam)
+    cat <<EOF
+The service is private (client_auth=iam). Call it with an identity token:
+  curl -H "Authorization: Bearer \$(gcloud auth print-identity-token)" $url/health
+or through a local proxy that adds the token (then use http://127.0.0.1:8080):
+  gcloud run services proxy $SERVICE_NAME --region=$REGION --project=$PROJECT_ID
+Let another principal call it:
+  gcloud run services add-iam-policy-binding $SERVICE_NAME --region=$REGION --project=$PROJECT_ID \\
+    --member=user:someone@example.com --role=roles/run.invoker
+EOF
+    ;;
+  api-key)
+    cat <<EOF
+Clients send one of the keys in secret $CLIENT_KEYS_SECRET_NAME:
+  curl -H "Authorization: Bearer \$CLIENT_KEY" -H 'Content-Type: application/json' \\
+    -d '{"message": "Hello"}' $url/v1/chat
+EOF
+    ;;
+  none) echo "WARNING: open to anyone (client_auth=none); max instances: $MAX_INSTANCES." >&2 ;;
+esac
+# {% endraw %}
