@@ -1,0 +1,88 @@
+"""POST /v1/chat: one reply as JSON, or server-sent events with `"stream": true`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from app.api.deps import ClientDep, SettingsDep, UpstreamDep
+from app.core.errors import ApiError
+from app.core.openai_client import log_usage, upstream_error
+
+if TYPE_CHECKING:
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+    from openai.types.completion_usage import CompletionUsage
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1)
+    system: str | None = None
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, description="at most OPENAI_MAX_TOKENS")
+
+
+class ChatReply(BaseModel):
+    reply: str
+    model: str
+
+
+@router.post("/chat", response_model=ChatReply)
+async def chat(
+    body: ChatRequest, _client: ClientDep, settings: SettingsDep, upstream: UpstreamDep
+) -> Any:
+    messages = _messages(body, settings.max_message_chars)
+    max_tokens = min(body.max_tokens or settings.openai_max_tokens, settings.openai_max_tokens)
+    if body.stream:
+        started = time.perf_counter()
+        stream = await upstream.stream(messages, max_tokens)
+        return StreamingResponse(_events(stream, started), media_type="text/event-stream")
+    completion = await upstream.complete(messages, max_tokens)
+    return ChatReply(reply=completion.choices[0].message.content or "", model=completion.model)
+
+
+def _messages(body: ChatRequest, max_chars: int) -> list[ChatCompletionMessageParam]:
+    for name, text in (("message", body.message), ("system", body.system or "")):
+        if len(text) > max_chars:
+            raise ApiError(422, "message_too_long", f"{name} is longer than {max_chars} characters")
+    messages: list[ChatCompletionMessageParam] = []
+    if body.system:
+        messages.append({"role": "system", "content": body.system})
+    messages.append({"role": "user", "content": body.message})
+    return messages
+
+
+def _event(data: object) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+async def _events(stream: AsyncStream[ChatCompletionChunk], started: float) -> AsyncIterator[str]:
+    """Deltas as SSE, then [DONE]. Closing the upstream stream in `finally` means a client that
+    disconnects (Starlette cancels this generator) stops the tokens being generated and paid for.
+    """
+    usage: CompletionUsage | None = None
+    model = ""
+    try:
+        async for chunk in stream:
+            model, usage = chunk.model, chunk.usage or usage
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    yield _event({"delta": choice.delta.content})
+        yield "data: [DONE]\n\n"
+    except Exception as error:  # noqa: BLE001 - the status is sent; report in-band and end
+        logger.warning("upstream stream failed: %s", type(error).__name__)
+        failure = upstream_error(error)
+        yield _event({"error": {"code": failure.code, "message": failure.message}})
+    finally:
+        await stream.close()
+        log_usage(model, usage, started)

@@ -1,0 +1,58 @@
+"""Settings from the environment (pydantic-settings), read on first use, never at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The template answers this service was generated with; everything else is plain Python.
+SERVICE_NAME = {{ cookiecutter.service_name | tojson }}
+DEFAULT_MODEL = {{ cookiecutter.openai_model | tojson }}
+DEFAULT_OPENAI_KEY_SECRET = {{ cookiecutter.secret_name | tojson }}
+DEFAULT_CLIENT_KEYS_SECRET = {{ cookiecutter.__client_keys_secret | tojson }}
+DEFAULT_PROJECT = {{ cookiecutter.gcp_project_id | tojson }}
+
+
+class Settings(BaseSettings):
+    # An empty variable counts as unset (e.g. OPENAI_API_KEY="" falls through to Secret Manager).
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    port: int = 8080
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    openai_api_key: SecretStr | None = None
+    openai_api_key_file: Path | None = None
+    openai_api_key_secret: str = DEFAULT_OPENAI_KEY_SECRET
+    openai_api_key_secret_version: str = "latest"
+    google_cloud_project: str | None = None
+    secret_manager_emulator_host: str | None = None
+
+    openai_base_url: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    # Well below Cloud Run's 300 s request timeout, so the caller gets our 504, not a cut.
+    openai_timeout_seconds: float = Field(default=60.0, gt=0, le=290)
+    openai_max_retries: int = Field(default=2, ge=0, le=2)
+    openai_max_tokens: int = Field(default=1024, ge=1)
+    max_message_chars: int = Field(default=8000, ge=1)
+    # How long /v1/chat waits for the key while startup is still resolving it.
+    key_wait_seconds: float = Field(default=10.0, ge=0)
+
+    rate_limit_per_minute: int = Field(default=60, ge=1)
+    client_api_keys: SecretStr | None = None
+    client_api_keys_file: Path | None = None
+    client_api_keys_secret: str = DEFAULT_CLIENT_KEYS_SECRET
+    client_api_keys_secret_version: str = "latest"
+
+    @property
+    def trace_project(self) -> str:
+        """The project that Cloud Logging trace ids are qualified with."""
+        return self.google_cloud_project or DEFAULT_PROJECT
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

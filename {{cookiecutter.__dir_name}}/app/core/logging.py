@@ -1,0 +1,104 @@
+"""One JSON object per line on stdout, in the shape Cloud Logging parses.
+
+Lines logged while a request is served carry its trace (see `trace_from_headers`), so they group
+under Cloud Run's request log. Known secrets and anything shaped like an OpenAI key are redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+SK_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
+REDACTED = "[REDACTED]"
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]+))?")
+
+# (trace id, span id) of the request being served, set by the request middleware.
+current_trace: ContextVar[tuple[str, str | None] | None] = ContextVar("trace", default=None)
+_secrets: set[str] = set()
+
+
+def redact_value(secret: str) -> None:
+    """Never print `secret` again, wherever it would appear in a log line."""
+    if len(secret) >= 4:
+        _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return SK_KEY.sub(REDACTED, text)
+
+
+def trace_from_headers(
+    traceparent: str | None, cloud_trace: str | None
+) -> tuple[str, str | None] | None:
+    """W3C `traceparent` first, then Cloud Run's `X-Cloud-Trace-Context: TRACE[/SPAN][;o=1]`."""
+    if traceparent and (match := TRACEPARENT.fullmatch(traceparent.strip())):
+        return match[1], match[2]
+    if cloud_trace and (match := CLOUD_TRACE.match(cloud_trace.strip())):
+        span = match[2]
+        # Cloud Logging wants the span as 16 hex digits; this header carries it in decimal.
+        return match[1].lower(), f"{int(span):016x}" if span else None
+    return None
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    def __init__(self, project: str) -> None:
+        super().__init__()
+        self.project = project
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            entry["httpRequest"] = _http_request(record.args)
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        trace = current_trace.get()
+        if trace:
+            entry["logging.googleapis.com/trace"] = f"projects/{self.project}/traces/{trace[0]}"
+            if trace[1]:
+                entry["logging.googleapis.com/spanId"] = trace[1]
+        return redact(json.dumps(entry, default=str))
+
+
+def _http_request(args: tuple[Any, ...]) -> dict[str, Any]:
+    """uvicorn's access log args: (client address, method, path, HTTP version, status)."""
+    client, method, path, version, status = args
+    return {
+        "requestMethod": method,
+        "requestUrl": path,
+        "protocol": f"HTTP/{version}",
+        "status": status,
+        "remoteIp": str(client).rsplit(":", 1)[0],
+    }
+
+
+def configure_logging(level: str, project: str, access_log: bool) -> None:
+    """Route the root logger and uvicorn's loggers through the JSON formatter on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(CloudLoggingFormatter(project))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    # Cloud Run writes its own request log; uvicorn's costs about a quarter of the throughput.
+    logging.getLogger("uvicorn.access").disabled = not access_log
+    # The HTTP client of openai logs every upstream call at INFO; the chat line says enough.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)

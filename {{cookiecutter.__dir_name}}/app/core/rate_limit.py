@@ -1,0 +1,47 @@
+"""A token bucket per client, in this instance's memory.
+
+Cloud Run runs several instances, each with its own buckets: the effective limit is per instance.
+A limit shared by all instances needs a shared store (e.g. Memorystore with the `limits` package).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0  # tokens per second
+        self.clock = clock
+        self.max_clients = max_clients
+        # Least recently seen first, so memory stays bounded under many distinct clients.
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+
+    def acquire(self, client: str) -> float:
+        """Take one token: 0 when allowed, else the seconds until a token is available."""
+        now = self.clock()
+        bucket = self._buckets.pop(client, None) or Bucket(self.capacity, now)
+        self._buckets[client] = bucket
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / self.rate
