@@ -222,7 +222,7 @@ require "Artifact Registry repository $ARTIFACT_REGISTRY_REPO" gcloud artifacts 
 for secret in "${secrets[@]}"; do
   require "secret $secret" gcloud secrets describe "$secret" "${PROJECT[@]}"
 done
-((${#missing[@]} == 0)) || die "missing: ${missing[*]}." \
+[[ -z ${missing[*]-} ]] || die "missing: ${missing[*]}." \
   "Run ./deploy.sh once (with the same settings), then run this script again."
 
 step "Enable the APIs that exchange GitHub's token for Google credentials"
