@@ -1,0 +1,1 @@
+"""`make bench`: the generated service measured against tiny references in the same run."""

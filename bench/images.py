@@ -1,0 +1,164 @@
+"""Docker: image size, `docker run` → first 200, and rebuild after an app/-only change.
+
+Every image is built from a copy of the baked project with `--network host`, tagged with this
+run's unique prefix, and removed at the end (with the untagged images that rebuilds leave).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from bench.project import BENCH, Context
+from bench.servers import Probe, free_port, time_to_first_200
+from bench.stats import Goal, Row, Sample, Spec, alternate
+
+SIZE = Spec("image size", Goal("<=", 1.00), "seed-image", "MB")
+CONTAINER = Spec(
+    "container `docker run` → first 200 on GET /health", Goal("<=", 1.15), "bare app's image", "s"
+)
+REBUILD = Spec(
+    "rebuild after an app/-only change", Goal("<=", 0.05), "cold (--no-cache) build", "s"
+)
+SPECS = (SIZE, CONTAINER, REBUILD)
+BUILD_TIMEOUT = 600
+# Passed by name (`-e NAME`): values come from the context's environment, not from argv.
+CONTAINER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RATE_LIMIT_PER_MINUTE")
+
+
+def engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return info.returncode == 0
+
+
+class Docker:
+    """Builds and runs under a unique prefix, and remembers every image it made."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.prefix = f"bench-{secrets.token_hex(4)}"
+        self.images: set[str] = set()
+
+    def build(self, context: Path, name: str, *extra: str) -> tuple[str, float]:
+        """Build and return (image id, seconds)."""
+        iidfile = self.work / f"{name}.iid"
+        iidfile.unlink(missing_ok=True)
+        argv = ["docker", "build", "--network", "host", "--force-rm", "--iidfile", str(iidfile)]
+        argv += ["-t", f"{self.prefix}-{name}", *extra, str(context)]
+        started = time.perf_counter()
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+        )
+        seconds = time.perf_counter() - started
+        if iidfile.exists():
+            self.images.add(iidfile.read_text().strip())
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+        return iidfile.read_text().strip(), seconds
+
+    def size_mb(self, image: str) -> float:
+        out = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        return int(out) / 1e6
+
+    def run_seconds(self, ctx: Context, image: str) -> float:
+        """`docker run` → first 200 on /health; the container is removed whatever happens."""
+        port = free_port()
+        name = f"{self.prefix}-{secrets.token_hex(3)}"
+        argv = ["docker", "run", "--rm", "--name", name, "--network", "host", "-e", f"PORT={port}"]
+        for variable in CONTAINER_ENV:
+            argv += ["-e", variable]
+        remove = ["docker", "rm", "-f", name]
+        return time_to_first_200(
+            [*argv, image],
+            Probe(port),
+            cwd=self.work,
+            env=ctx.env(),
+            cleanup=partial(subprocess.run, remove, capture_output=True, timeout=60, check=False),
+        )
+
+    def remove_images(self) -> None:
+        if self.images:
+            subprocess.run(
+                ["docker", "rmi", "-f", *sorted(self.images)],
+                capture_output=True, timeout=300, check=False,
+            )  # fmt: skip
+
+
+@contextmanager
+def docker(work: Path) -> Iterator[Docker]:
+    engine = Docker(work)
+    try:
+        yield engine
+    finally:
+        engine.remove_images()
+
+
+def contexts(ctx: Context) -> tuple[Path, Path]:
+    """Two copies of the baked project: as generated, and with app/ replaced by the bare app."""
+    service = ctx.work / "service-image"
+    bare = ctx.work / "bare-image"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ctx.project, service, ignore=ignore)
+    shutil.copytree(ctx.project, bare, ignore=ignore)
+    shutil.rmtree(bare / "app")
+    (bare / "app").mkdir()
+    (bare / "app" / "__init__.py").touch()
+    shutil.copy(BENCH / "apps" / "bare.py", bare / "app" / "main.py")
+    return service, bare
+
+
+def measure(ctx: Context) -> list[Row]:
+    if not engine_answers():
+        raise RuntimeError("no Docker engine answers `docker info`")
+    service_context, bare_context = contexts(ctx)
+    python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())["python_version"]
+    with docker(ctx.work) as engine:
+
+        def cold() -> float:
+            return engine.build(service_context, "service", "--no-cache")[1]
+
+        def rebuild() -> float:
+            """Change app/ only, as a developer does between two builds."""
+            with (service_context / "app" / "main.py").open("a") as main:
+                main.write(f"# bench rebuild {secrets.token_hex(4)}\n")
+            return engine.build(service_context, "service")[1]
+
+        colds, rebuilds = alternate(ctx.runs, cold, rebuild)
+        service, _ = engine.build(service_context, "service")
+        seed, _ = engine.build(
+            service_context,
+            "seed",
+            "-f", str(BENCH / "seed.Dockerfile"),
+            "--build-arg", f"PYTHON_VERSION={python_version}",
+        )  # fmt: skip
+        bare, _ = engine.build(bare_context, "bare")
+        for image in (service, bare):  # one unmeasured start each: warms the page cache
+            engine.run_seconds(ctx, image)
+        starts, bare_starts = alternate(
+            ctx.runs,
+            partial(engine.run_seconds, ctx, service),
+            partial(engine.run_seconds, ctx, bare),
+        )
+        # Sizes are the same at every build: one reading each.
+        return [
+            Row(SIZE, Sample((engine.size_mb(service),)), Sample((engine.size_mb(seed),))),
+            Row(CONTAINER, Sample(tuple(starts)), Sample(tuple(bare_starts))),
+            Row(REBUILD, Sample(tuple(rebuilds)), Sample(tuple(colds))),
+        ]

@@ -1,0 +1,59 @@
+"""Where start-up time goes: `python -X importtime`, the module's direct imports, slowest first."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.project import BENCH, Context
+
+# `import time: <self us> | <cumulative us> | <two spaces per level><module>`
+_LINE = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)$")
+
+
+@dataclass(frozen=True)
+class ImportProfile:
+    total_ms: float
+    direct: list[tuple[str, float]]  # (module, cumulative ms), slowest first
+
+
+def parse_importtime(stderr: str, module: str, count: int = 8) -> ImportProfile:
+    """The cumulative time of `module` and of the modules it imports directly.
+
+    A module's line follows the lines of what it imported (one level deeper), so direct
+    imports are collected until their parent's line comes."""
+    children: list[tuple[str, float]] = []
+    for line in stderr.splitlines():
+        match = _LINE.match(line)
+        if not match:
+            continue
+        level = (len(match[2]) - 1) // 2
+        name, ms = match[3], int(match[1]) / 1000
+        if level == 1:
+            children.append((name, ms))
+        elif level == 0:
+            if name == module:
+                top = sorted(children, key=lambda child: child[1], reverse=True)[:count]
+                return ImportProfile(ms, top)
+            children = []
+    raise ValueError(f"{module} is not in the importtime output")
+
+
+def import_profile(python: str, module: str, cwd: Path) -> ImportProfile:
+    done = subprocess.run(
+        [python, "-X", "importtime", "-c", f"import {module}"],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return parse_importtime(done.stderr, module)
+
+
+def profiles(ctx: Context) -> dict[str, ImportProfile]:
+    """The service's app.main and the references, with the bench venv's Python."""
+    python = ctx.bin("python")
+    return {
+        "service": import_profile(python, "app.main", ctx.project),
+        "bare": import_profile(python, "bare", BENCH / "apps"),
+        "minimal-proxy": import_profile(python, "minimal_proxy", BENCH / "apps"),
+    }

@@ -1,0 +1,206 @@
+"""The pure parts of `make bench` (bench/): goals and ratios, wrk's report, importtime, JUnit.
+
+Nothing here times anything: the benchmark itself runs only under `make bench`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import report, wrk
+from bench.imports import parse_importtime
+from bench.stats import Goal, Row, Sample, Spec, alternate
+from bench.suite import read_junit
+
+WRK_REPORT = """\
+Running 5s test @ http://127.0.0.1:18777/v1/chat
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     8.24ms    5.06ms  25.33ms   63.79%
+    Req/Sec   362.35    152.68   620.00     70.00%
+  Latency Distribution
+     50%    7.09ms
+     75%   11.60ms
+     90%   15.72ms
+     99%    1.02s
+  3612 requests in 5.00s, 366.64KB read
+  Socket errors: connect 0, read 2, write 0, timeout 5
+  Non-2xx or 3xx responses: 12
+Requests/sec:    718.88
+Transfer/sec:    365.06KB
+"""
+
+STARTUP = Spec("spawn to first 200", Goal("<=", 1.20), "bare", "s")
+THROUGHPUT = Spec("requests/s", Goal(">=", 0.90), "bare", "req/s")
+RENDER = Spec("render", Goal("<=", 1.0), None, "s")
+
+
+def test_sample_reports_median_min_and_max_of_its_runs() -> None:
+    """An even number of runs has the mean of the middle two as its median."""
+    sample = Sample((4.0, 1.0, 3.0, 2.0))
+    assert sample.median == 2.5
+    assert sample.as_dict() | {"values": None} == {
+        "median": 2.5, "min": 1.0, "max": 4.0, "runs": 4, "values": None,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("op", "limit", "x", "met"),
+    [
+        ("<=", 1.2, 1.2, True),
+        ("<=", 1.2, 1.21, False),
+        (">=", 0.9, 0.9, True),
+        (">=", 0.9, 0.8, False),
+    ],
+)
+def test_goal_holds_on_its_boundary_and_fails_past_it(
+    op: str, limit: float, x: float, met: bool
+) -> None:
+    """The limit itself meets the goal, in both directions."""
+    assert Goal(op, limit).met(x) is met
+
+
+def test_goal_rejects_an_unknown_comparison() -> None:
+    """A typo in a goal fails loudly instead of silently never being met."""
+    with pytest.raises(ValueError, match="<= or >="):
+        Goal("<", 1.0)
+
+
+def test_row_compares_the_ratio_of_medians_with_a_relative_goal() -> None:
+    """1.1 s against a 1.0 s reference is a ratio of 1.1: within ≤ 1.20."""
+    row = Row(STARTUP, Sample((1.0, 1.1, 5.0)), Sample((0.9, 1.0, 1.2)))
+    assert row.ratio == pytest.approx(1.1)
+    assert row.met is True
+    assert row.as_dict()["goal"] == "≤ 1.20 x bare"
+
+
+def test_row_misses_a_throughput_goal_when_the_service_is_slower() -> None:
+    """Requests/s is a higher-is-better goal: 800 against 1000 is 0.8 < 0.90."""
+    row = Row(THROUGHPUT, Sample((800.0,)), Sample((1000.0,)))
+    assert row.ratio == pytest.approx(0.8)
+    assert row.met is False
+
+
+def test_row_without_its_reference_is_not_measured_rather_than_met() -> None:
+    """A relative goal cannot be judged without the reference measured in the same run."""
+    row = Row(STARTUP, Sample((1.0,)), note="not measured: no Docker engine")
+    assert row.ratio is None
+    assert row.met is None
+    assert row.as_dict()["met"] is None
+
+
+def test_row_with_an_absolute_goal_compares_the_median_itself() -> None:
+    """The render goal is 1.0 s, not a ratio: a median of 1.3 s misses it."""
+    row = Row(RENDER, Sample((1.2, 1.3, 1.4)))
+    assert row.ratio is None
+    assert row.met is False
+    assert row.as_dict()["goal"] == "≤ 1 s"
+
+
+def test_alternate_swaps_which_side_runs_first_every_round() -> None:
+    """Load drifting during the run falls on the measure and its reference alike."""
+    calls: list[str] = []
+
+    def side(name: str) -> float:
+        calls.append(name)
+        return float(len(calls))
+
+    a, b = alternate(3, lambda: side("a"), lambda: side("b"))
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert (a, b) == ([1.0, 4.0, 5.0], [2.0, 3.0, 6.0])
+
+
+def test_wrk_report_is_read_with_p99_in_seconds_and_error_counts() -> None:
+    """req/s, the 99th percentile (in whichever unit wrk chose) and every kind of error."""
+    result = wrk.parse(WRK_REPORT)
+    assert result == wrk.WrkResult(
+        requests_per_second=718.88, p99_seconds=1.02, requests=3612, non_2xx=12, socket_errors=7
+    )
+
+
+def test_wrk_report_without_errors_counts_none() -> None:
+    """Without error lines there were no errors."""
+    clean = WRK_REPORT.replace("  Socket errors: connect 0, read 2, write 0, timeout 5\n", "")
+    clean = clean.replace("  Non-2xx or 3xx responses: 12\n", "")
+    result = wrk.parse(clean)
+    assert (result.non_2xx, result.socket_errors) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("812.00us", 812e-6), ("9.20ms", 0.0092), ("2.00s", 2.0)]
+)
+def test_wrk_durations_are_converted_to_seconds(text: str, seconds: float) -> None:
+    assert wrk.duration_seconds(text) == pytest.approx(seconds)
+
+
+def test_wrk_output_without_latency_distribution_is_an_error() -> None:
+    """A run without --latency has no p99: better an error than a made-up number."""
+    without = "\n".join(line for line in WRK_REPORT.splitlines() if "99%" not in line)
+    with pytest.raises(wrk.WrkError, match="unexpected wrk output"):
+        wrk.parse(without)
+
+
+def test_wrk_post_script_sends_the_body_as_json() -> None:
+    script = wrk.post_script({"message": 'say "hi"'})
+    assert 'wrk.method = "POST"' in script
+    assert 'wrk.body = [[{"message": "say \\"hi\\""}]]' in script
+    assert 'wrk.headers["Content-Type"] = "application/json"' in script
+
+
+def test_wrk_post_script_refuses_a_body_that_would_end_the_lua_string() -> None:
+    with pytest.raises(ValueError, match=r"\]\]"):
+        wrk.post_script({"message": "a]]b"})
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   _io
+import time:       500 |        600 | site
+import time:        20 |         20 | app
+import time:      1000 |       1000 |     pydantic.v1
+import time:      2000 |       3000 |   openai
+import time:       300 |        300 |   fastapi
+import time:      4000 |       7300 | app.main
+"""
+
+
+def test_importtime_lists_the_direct_imports_of_the_module_slowest_first() -> None:
+    """Nested imports are inside their parent's time; imports of other modules are not ours."""
+    profile = parse_importtime(IMPORTTIME, "app.main")
+    assert profile.total_ms == pytest.approx(7.3)
+    assert profile.direct == [("openai", 3.0), ("fastapi", 0.3)]
+
+
+def test_importtime_without_the_module_is_an_error() -> None:
+    with pytest.raises(ValueError, match="bare"):
+        parse_importtime(IMPORTTIME, "bare")
+
+
+def test_junit_suite_time_adds_up_every_testsuite() -> None:
+    """pytest's <testsuites> root: time, tests and failures (errors count as failures)."""
+    xml = (
+        '<testsuites><testsuite name="pytest" errors="1" failures="2" skipped="0" tests="40" '
+        'time="612.5" timestamp="2025-01-01T10:00:00"/></testsuites>'
+    )
+    run = read_junit(xml)
+    assert (run.seconds, run.tests, run.failures) == (612.5, 40, 3)
+    assert run.timestamp == "2025-01-01T10:00:00"
+
+
+def test_markdown_says_which_goal_was_missed_and_which_row_was_not_measured() -> None:
+    rows = [
+        Row(THROUGHPUT, Sample((800.0,)), Sample((1000.0,)), note="upstream-bound"),
+        Row(STARTUP, note="not measured: no Docker engine"),
+    ]
+    machine = {
+        "cores": 2, "memory_gib": 4.0, "cpu_model": "cpu", "system": "Linux",
+        "load_average_at_start": (0.1, 0.1, 0.1),
+    }  # fmt: skip
+    text = report.markdown(report.Run(rows, machine, {"python": "3.13"}, 7, 5.0))
+    assert "| requests/s | ≥ 0.90 x bare | 800 req/s | 1,000 req/s | 0.80 | **no** |" in text
+    assert "## Goals missed\n\n- requests/s: ratio 0.80, goal ≥ 0.90 x bare. upstream-bound" in text
+    assert (
+        "| spawn to first 200 | ≤ 1.20 x bare | not measured | not measured | — | not measured |"
+        in text
+    )
+    assert "- spawn to first 200: not measured: no Docker engine" in text
