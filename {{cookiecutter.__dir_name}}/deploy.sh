@@ -293,9 +293,10 @@ if [[ $CLIENT_AUTH == api-key ]]; then
   secrets+=("$CLIENT_KEYS_SECRET_NAME")
   echo "Client API keys secret $CLIENT_KEYS_SECRET_NAME (client_auth=api-key):"
   ensure_secret "$CLIENT_KEYS_SECRET_NAME" latest CLIENT_API_KEYS "Create it with one key per \
-line, then give each key to its client:
-  CLIENT_API_KEYS=\"\$(openssl rand -hex 32)\" ./deploy.sh
-or: openssl rand -hex 32 | gcloud secrets create $CLIENT_KEYS_SECRET_NAME --project=$PROJECT_ID \
+line (give each key to its client), then run deploy.sh again:
+  CLIENT_KEY=\$(openssl rand -hex 32); echo \"\$CLIENT_KEY\"
+  CLIENT_API_KEYS=\$CLIENT_KEY ./deploy.sh
+or: printf '%s\\n' \"\$CLIENT_KEY\" | gcloud secrets create $CLIENT_KEYS_SECRET_NAME --project=$PROJECT_ID \
 --replication-policy=automatic --data-file=-
 Add or revoke keys later with a new version (gcloud secrets versions add ... --data-file=-)."
 fi
