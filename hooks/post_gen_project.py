@@ -23,7 +23,11 @@ REMOVE_UNLESS_CHOSEN: dict[str, dict[str, tuple[str, ...]]] = {
         "cloud-build": ("cloudbuild.yaml",),
     },
     "client_auth": {
-        "api-key": ("app/core/client_keys.py", "tests/core/test_client_keys.py"),
+        "api-key": (
+            "app/core/client_keys.py",
+            "tests/core/test_client_keys.py",
+            "tests/api/test_client_auth.py",
+        ),
     },
 }
 

@@ -1,25 +1,24 @@
 """Dependencies shared by the routes, as `Annotated` aliases."""
 
 from __future__ import annotations
-{% if cookiecutter.client_auth == "api-key" %}
+
+{% if cookiecutter.client_auth == "api-key" -%}
 import hashlib
-{%- endif %}
+{% endif -%}
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-{%- if cookiecutter.client_auth == "api-key" %}
-
+{% if cookiecutter.client_auth == "api-key" -%}
 from app.core.client_keys import ClientKeys
-{%- endif %}
+{% endif -%}
 from app.core.config import Settings, get_settings
 from app.core.errors import ApiError
 from app.core.openai_client import Upstream
 from app.core.rate_limit import RateLimiter
-{%- if cookiecutter.client_auth == "api-key" %}
+{% if cookiecutter.client_auth == "api-key" -%}
 from app.core.secrets import SecretUnavailable
-{%- endif %}
-
+{% endif %}
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -86,9 +86,17 @@ def _http_request(args: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stdout as it is when the line is logged (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def configure_logging(level: str, project: str, access_log: bool) -> None:
     """Route the root logger and uvicorn's loggers through the JSON formatter on stdout."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.setFormatter(CloudLoggingFormatter(project))
     root = logging.getLogger()
     root.handlers = [handler]
@@ -96,6 +104,7 @@ def configure_logging(level: str, project: str, access_log: bool) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers = []
+        logger.setLevel(logging.NOTSET)  # follow LOG_LEVEL, whatever uvicorn's flags said
         logger.propagate = True
     # Cloud Run writes its own request log; uvicorn's costs about a quarter of the throughput.
     logging.getLogger("uvicorn.access").disabled = not access_log
