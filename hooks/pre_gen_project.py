@@ -13,7 +13,6 @@ import json
 import re
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 # The hook is rendered by Jinja before it runs: everything up to "endraw" is taken literally.
@@ -218,17 +217,36 @@ VALIDATORS: dict[str, Callable[[object], str | None]] = {
 }
 
 
-def check_no_jinja(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
+def derive_service_account_id(answers: Mapping[str, Any]) -> str:
+    """What cookiecutter.json derives from service_name (a template test proves they agree)."""
+    name = str(answers.get("service_name", ""))[:30].rstrip("-")
+    return name if len(name) >= 6 else f"{name}-runner"
+
+
+# Answers whose template default is a Jinja expression, and what that expression yields.
+DERIVED: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "service_account_id": derive_service_account_id,
+}
+
+
+def check_no_jinja(raw: Mapping[str, Any], answers: Mapping[str, Any]) -> list[str]:
     """Cookiecutter renders answers given on the command line as Jinja: refuse markup in them.
 
-    Only the template's own defaults (such as the derived service_account_id) may contain it.
+    Only the template's own derived defaults may contain it, when they rendered to what they
+    derive (an answer of the same shape as the default but another result is refused).
     """
-    return [
-        f"{key}: {value!r} contains Jinja markup ({{{{ }}}}, {{% %}}, {{# #}}), which cookiecutter "
-        "would evaluate; answers must be plain values"
-        for key, value in raw.items()
-        if isinstance(value, str) and JINJA_MARKUP.search(value) and value != defaults.get(key)
-    ]
+    errors = []
+    for key, value in raw.items():
+        if not isinstance(value, str) or not JINJA_MARKUP.search(value):
+            continue
+        derive = DERIVED.get(key)
+        if derive is not None and answers.get(key) == derive(answers):
+            continue
+        errors.append(
+            f"{key}: {value!r} contains Jinja markup ({{{{ }}}}, {{% %}}, {{# #}}), which "
+            "cookiecutter would evaluate; answers must be plain values"
+        )
+    return errors
 
 
 def validate(answers: Mapping[str, Any]) -> list[str]:
@@ -242,18 +260,8 @@ def validate(answers: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def template_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
-    """The template's cookiecutter.json, read from the local copy cookiecutter made of it."""
-    path = Path(str(answers.get("_repo_dir", ""))) / "cookiecutter.json"
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def main(answers: Mapping[str, Any], raw: Mapping[str, Any]) -> int:
-    errors = check_no_jinja(raw, template_defaults(answers)) + validate(answers)
+    errors = check_no_jinja(raw, answers) + validate(answers)
     if not errors:
         return 0
     print("Cannot generate the project; fix these answers and try again:", file=sys.stderr)
@@ -268,6 +276,7 @@ if __name__ == "__main__":
     sys.exit(
         main(
             json.loads(r"""{{ cookiecutter | tojson }}"""),
-            json.loads(r"""{{ _cookiecutter | tojson }}"""),
+            # cruft renders hooks without the raw answers: then only the checks above apply.
+            json.loads(r"""{{ _cookiecutter | default({}) | tojson }}"""),
         )
     )

@@ -81,10 +81,14 @@ def test_leaves_no_template_syntax_in_any_text_file(
 def test_shell_scripts_use_lf_and_deploy_script_is_executable(
     supported: tuple[Path, dict[str, Any]],
 ) -> None:
+    """Scripts run on Linux runners and macOS: LF endings, and the exec bit on every script
+    with a shebang (sourced libraries have none)."""
     project, _ = supported
     for script in project.rglob("*.sh"):
-        assert b"\r\n" not in script.read_bytes(), script
-        assert os.access(script, os.X_OK), script
+        content = script.read_bytes()
+        assert b"\r\n" not in content, script
+        if content.startswith(b"#!"):
+            assert os.access(script, os.X_OK), script
     assert os.access(project / "deploy.sh", os.X_OK)
 
 
@@ -132,6 +136,13 @@ def test_derived_service_account_id_is_valid_for_every_valid_service_name() -> N
         assert pre_gen_project.check_service_name(name) is None, name
         derived = render_default("service_account_id", name)
         assert pre_gen_project.check_service_account_id(derived) is None, (name, derived)
+
+
+def test_hook_derivation_of_the_account_id_matches_cookiecutter_json() -> None:
+    """The pre-gen hook recognises the derived default by recomputing it the same way."""
+    for name in valid_service_names():
+        derived = pre_gen_project.derive_service_account_id({"service_name": name})
+        assert derived == render_default("service_account_id", name), name
 
 
 def test_derived_service_account_id_keeps_valid_names_unchanged() -> None:

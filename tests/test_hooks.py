@@ -139,15 +139,21 @@ def test_reports_every_invalid_answer_at_once() -> None:
     assert [error.split(":")[0] for error in errors] == ["service_name", "region", "max_instances"]
 
 
-def test_jinja_in_an_answer_is_refused_unless_it_is_the_template_default() -> None:
+def test_jinja_in_an_answer_is_refused_unless_it_is_the_derived_default() -> None:
     """Answers are rendered as Jinja by cookiecutter: only the template's own expressions pass."""
-    defaults = {"service_account_id": DEFAULTS["service_account_id"]}
+    answers = default_answers(region="us-east1")
     raw = {"service_account_id": DEFAULTS["service_account_id"], "region": "{{ 'us-east1' }}"}
-    errors = pre_gen_project.check_no_jinja(raw, defaults)
+    errors = pre_gen_project.check_no_jinja(raw, answers)
     assert errors == [
         "region: \"{{ 'us-east1' }}\" contains Jinja markup ({{ }}, {% %}, {# #}), which "
         "cookiecutter would evaluate; answers must be plain values"
     ]
+
+
+def test_jinja_account_id_that_is_not_the_derivation_is_refused() -> None:
+    answers = default_answers(service_account_id="other-account")
+    raw = {"service_account_id": "{{ 'other-account' }}"}
+    assert len(pre_gen_project.check_no_jinja(raw, answers)) == 1
 
 
 def render_hook(name: str, context: dict[str, Any]) -> str:
