@@ -366,6 +366,16 @@ OVERRIDES = {
 }
 
 
+def test_binding_waits_for_a_new_service_account(bake_once: Bake, sandbox: Sandboxes) -> None:
+    """IAM may refuse a just-created account as INVALID_ARGUMENT: the binding is retried, and the
+    deploy only runs once it succeeded."""
+    run = sandbox().run(bake_once(), OPENAI_API_KEY=TEST_KEY, STANDIN_NEW_ACCOUNT_LAG="1")
+    assert run.returncode == 0, run.stderr
+    bindings = [c for c in run.argvs() if c[:2] == ["secrets", "add-iam-policy-binding"]]
+    assert len(bindings) == 2
+    assert "not visible to IAM yet; retrying in 5 s" in run.stdout
+
+
 def test_flags_win_over_environment_variables_over_answers(
     bake_once: Bake, sandbox: Sandboxes
 ) -> None:

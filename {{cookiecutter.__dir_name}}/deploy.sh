@@ -113,6 +113,21 @@ exists() {
   die "$(printf '%q ' "$@")failed:" "$errors"
 }
 
+# IAM is eventually consistent: a service account created seconds ago can still be refused as
+# INVALID_ARGUMENT ("does not exist") in a policy binding. Retry that error only, with back-off.
+retry_while_new_account() {
+  local attempt errors
+  [[ $DRY_RUN == no ]] || { run "$@"; return; }
+  for attempt in 1 2 3 4; do
+    errors=$("$@" 2>&1 >/dev/null) && return 0
+    if [[ $errors != *INVALID_ARGUMENT* ]] || ((attempt == 4)); then
+      die "$(printf '%q ' "$@")failed:" "$errors"
+    fi
+    echo "The new service account is not visible to IAM yet; retrying in $((attempt * 5)) s."
+    sleep "$((attempt * 5))"
+  done
+}
+
 STEP=0
 STEPS=8
 step() {
@@ -304,7 +319,7 @@ fi
 step "Grant $SECRET_ACCESSOR on ${secrets[*]} to the runtime account"
 # On each secret only, not project-wide: the service can read its own secrets and nothing else.
 for secret in "${secrets[@]}"; do
-  run gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+  retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
     --member="serviceAccount:$SERVICE_ACCOUNT" --role="$SECRET_ACCESSOR" --condition=None \
     --format=none
 done
