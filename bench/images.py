@@ -10,12 +10,15 @@ import json
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from bench import layers
 from bench.project import BENCH, Context
 from bench.servers import Probe, free_port, time_to_first_200
 from bench.stats import Goal, Row, Sample, Spec, alternate
@@ -43,6 +46,13 @@ def engine_answers() -> bool:
     return info.returncode == 0
 
 
+@dataclass(frozen=True)
+class Build:
+    image: str
+    seconds: float
+    steps: list[tuple[str, float]]  # (instruction, seconds), slowest first
+
+
 class Docker:
     """Builds and runs under a unique prefix, and remembers every image it made."""
 
@@ -51,24 +61,36 @@ class Docker:
         self.prefix = f"bench-{secrets.token_hex(4)}"
         self.images: set[str] = set()
 
-    def build(self, context: Path, name: str, *extra: str) -> tuple[str, float]:
-        """Build and return (image id, seconds)."""
+    def build(self, context: Path, name: str, *extra: str) -> Build:
         iidfile = self.work / f"{name}.iid"
         iidfile.unlink(missing_ok=True)
         argv = ["docker", "build", "--network", "host", "--force-rm", "--iidfile", str(iidfile)]
         argv += ["-t", f"{self.prefix}-{name}", *extra, str(context)]
         started = time.perf_counter()
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
-        )
-        seconds = time.perf_counter() - started
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watchdog = threading.Timer(BUILD_TIMEOUT, proc.kill)  # bounded, even if it hangs
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            timed = [(time.perf_counter(), line.rstrip()) for line in proc.stdout]
+            proc.wait()
+        finally:
+            watchdog.cancel()
+        ended = time.perf_counter()
         if iidfile.exists():
             self.images.add(iidfile.read_text().strip())
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-            )
-        return iidfile.read_text().strip(), seconds
+        if proc.returncode != 0:
+            output = "\n".join(line for _, line in timed[-30:])
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{output}")
+        steps = layers.step_durations(timed, ended)
+        return Build(iidfile.read_text().strip(), ended - started, steps)
+
+    def history(self, image: str) -> str:
+        fmt = "{{.CreatedBy}}\t{{.Size}}"
+        return subprocess.run(
+            ["docker", "history", "--no-trunc", "--format", fmt, image],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
 
     def size_mb(self, image: str) -> float:
         out = subprocess.run(
@@ -130,25 +152,27 @@ def measure(ctx: Context) -> list[Row]:
     service_context, bare_context = contexts(ctx)
     python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())["python_version"]
     with docker(ctx.work) as engine:
+        rebuilt: list[Build] = []
 
         def cold() -> float:
-            return engine.build(service_context, "service", "--no-cache")[1]
+            return engine.build(service_context, "service", "--no-cache").seconds
 
         def rebuild() -> float:
             """Change app/ only, as a developer does between two builds."""
             with (service_context / "app" / "main.py").open("a") as main:
                 main.write(f"# bench rebuild {secrets.token_hex(4)}\n")
-            return engine.build(service_context, "service")[1]
+            rebuilt.append(engine.build(service_context, "service"))
+            return rebuilt[-1].seconds
 
         colds, rebuilds = alternate(ctx.runs, cold, rebuild)
-        service, _ = engine.build(service_context, "service")
-        seed, _ = engine.build(
+        service = rebuilt[-1].image
+        seed = engine.build(
             service_context,
             "seed",
             "-f", str(BENCH / "seed.Dockerfile"),
             "--build-arg", f"PYTHON_VERSION={python_version}",
-        )  # fmt: skip
-        bare, _ = engine.build(bare_context, "bare")
+        ).image  # fmt: skip
+        bare = engine.build(bare_context, "bare").image
         for image in (service, bare):  # one unmeasured start each: warms the page cache
             engine.run_seconds(ctx, image)
         starts, bare_starts = alternate(
@@ -156,9 +180,23 @@ def measure(ctx: Context) -> list[Row]:
             partial(engine.run_seconds, ctx, service),
             partial(engine.run_seconds, ctx, bare),
         )
+        extra = layers.extra_layers(engine.history(service), engine.history(seed))
+        slowest = rebuilt[-1].steps[:3]
         # Sizes are the same at every build: one reading each.
         return [
-            Row(SIZE, Sample((engine.size_mb(service),)), Sample((engine.size_mb(seed),))),
+            Row(
+                SIZE,
+                Sample((engine.size_mb(service),)),
+                Sample((engine.size_mb(seed),)),
+                note="Layers the seed image does not have: "
+                + ("; ".join(f"`{created}` {size}" for created, size in extra) or "none"),
+            ),
             Row(CONTAINER, Sample(tuple(starts)), Sample(tuple(bare_starts))),
-            Row(REBUILD, Sample(tuple(rebuilds)), Sample(tuple(colds))),
+            Row(
+                REBUILD,
+                Sample(tuple(rebuilds)),
+                Sample(tuple(colds)),
+                note="Slowest steps of the last rebuild: "
+                + ("; ".join(f"`{step}` {sec:.1f} s" for step, sec in slowest) or "not reported"),
+            ),
         ]

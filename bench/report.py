@@ -67,7 +67,8 @@ def _output(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "not available"
-    return done.stdout.strip() if done.returncode == 0 else "not available"
+    # Whatever the exit status (`wrk -v` exits 1): no output means not available.
+    return done.stdout.strip() or "not available"
 
 
 def versions(python: str, base_image: str) -> dict[str, str]:
@@ -77,12 +78,11 @@ def versions(python: str, base_image: str) -> dict[str, str]:
         "{'python': platform.python_version(), **{p: v(p) for p in ('uvicorn', 'fastapi', "
         "'openai', 'pydantic', 'uvloop', 'httptools')}}))"
     )
-    found = json.loads(_output([python, "-c", script]) or "{}")
-    wrk = _output(["wrk", "-v"]) or "not available"
+    found = json.loads(_output([python, "-c", script]))
     return {
         **found,
         "docker": _output(["docker", "version", "--format", "{{.Server.Version}}"]),
-        "wrk": wrk.split(" Copyright")[0],
+        "wrk": _output(["wrk", "-v"]).split(" Copyright")[0],
         "cookiecutter": metadata.version("cookiecutter"),
         "container base image": base_image,
     }
@@ -111,7 +111,7 @@ def table(rows: list[Row]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "—"
+        ratio = f"{row.ratio:.3f}" if row.ratio is not None else "—"
         lines.append(
             f"| {row.spec.name} | {row.spec.goal_text} | {_value(row, 'value')} "
             f"| {_value(row, 'reference')} | {ratio} | {_met(row)} |"
@@ -146,8 +146,11 @@ def markdown(run: Run) -> str:
     if missed:
         lines += ["## Goals missed", ""]
         for row in missed:
-            compared = f"ratio {row.ratio:.2f}" if row.spec.reference else "median"
-            lines.append(f"- {row.spec.name}: {compared}, goal {row.spec.goal_text}. {row.note}")
+            measured = _value(row, "value")
+            if row.spec.reference:
+                measured += f" against {_value(row, 'reference')}, ratio {row.ratio:.3f}"
+            line = f"- **{row.spec.name}**: {measured}; goal {row.spec.goal_text}. {row.note}"
+            lines.append(line.rstrip())
         lines.append("")
     notes = [
         *run.notes,

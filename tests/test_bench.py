@@ -9,6 +9,7 @@ import pytest
 
 from bench import report, wrk
 from bench.imports import parse_importtime
+from bench.layers import extra_layers, step_durations
 from bench.stats import Goal, Row, Sample, Spec, alternate
 from bench.suite import read_junit
 
@@ -197,10 +198,50 @@ def test_markdown_says_which_goal_was_missed_and_which_row_was_not_measured() ->
         "load_average_at_start": (0.1, 0.1, 0.1),
     }  # fmt: skip
     text = report.markdown(report.Run(rows, machine, {"python": "3.13"}, 7, 5.0))
-    assert "| requests/s | ≥ 0.90 x bare | 800 req/s | 1,000 req/s | 0.80 | **no** |" in text
-    assert "## Goals missed\n\n- requests/s: ratio 0.80, goal ≥ 0.90 x bare. upstream-bound" in text
+    assert "| requests/s | ≥ 0.90 x bare | 800 req/s | 1,000 req/s | 0.800 | **no** |" in text
+    assert (
+        "## Goals missed\n\n- **requests/s**: 800 req/s against 1,000 req/s, ratio 0.800; "
+        "goal ≥ 0.90 x bare. upstream-bound\n" in text
+    )
     assert (
         "| spawn to first 200 | ≤ 1.20 x bare | not measured | not measured | — | not measured |"
         in text
     )
     assert "- spawn to first 200: not measured: no Docker engine" in text
+
+
+def test_build_steps_last_until_the_next_step_and_come_slowest_first() -> None:
+    """The classic builder's `Step N/M :` lines, timestamped as they arrive."""
+    timed = [
+        (0.0, "Sending build context to Docker daemon  52kB"),
+        (0.1, "Step 1/3 : FROM python:3.13-slim"),
+        (0.2, " ---> 90125762f8ec"),
+        (0.3, "Step 2/3 : COPY app ./app"),
+        (0.6, "Step 3/3 : RUN python -m compileall -q app"),
+        (0.7, " ---> Running in 1234"),
+    ]
+    steps = step_durations(timed, end=1.8)
+    assert [name for name, _ in steps] == [
+        "RUN python -m compileall -q app", "COPY app ./app", "FROM python:3.13-slim",
+    ]  # fmt: skip
+    assert [round(seconds, 3) for _, seconds in steps] == [1.2, 0.3, 0.2]
+
+
+def test_build_output_without_steps_reports_none() -> None:
+    """BuildKit's output has no `Step` lines: nothing is made up."""
+    assert step_durations([(0.0, "#5 [2/4] COPY app ./app"), (0.4, "#5 DONE 0.1s")], 1.0) == []
+
+
+def test_extra_layers_are_the_non_empty_ones_the_reference_lacks() -> None:
+    """Shared instructions and empty metadata layers (USER, CMD) are not what makes it larger."""
+    seed = '/bin/sh -c pip install -r requirements.txt\t80MB\nCMD ["uvicorn"]\t0B\n'
+    service = (
+        "/bin/sh -c pip install -r requirements.txt\t80MB\n"
+        "/bin/sh -c groupadd --system app\t4.1kB\n"
+        "USER 10001:10001\t0B\n"
+        "/bin/sh -c python -m compileall -q app\t1.2MB\n"
+    )
+    assert extra_layers(service, seed) == [
+        ("/bin/sh -c groupadd --system app", "4.1kB"),
+        ("/bin/sh -c python -m compileall -q app", "1.2MB"),
+    ]
