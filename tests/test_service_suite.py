@@ -1,0 +1,90 @@
+"""The baked service's own quality gate: `make lint test` passes in every client_auth mode.
+
+Runs inside each generated repo exactly as its users would, with a virtualenv shared by bakes
+that pin the same requirements (conftest.service_venv).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Bake
+
+# A lower bound on the baked suite per mode: a refactor that drops a test file shows up here.
+MIN_TESTS = {"iam": 60, "api-key": 75, "none": 60}
+BAKES = {
+    "default": {},
+    "iam": {"client_auth": "iam"},
+    "api-key": {"client_auth": "api-key"},
+    "none": {"client_auth": "none"},
+    "python-3.11": {"python_version": "3.11"},
+}
+
+
+def make(project: Path, venv: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", *targets, f"VENV={venv}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def passed_count(output: str) -> int:
+    match = re.search(r"^=+ (\d+) passed(?:, [^=]+)? in [\d.]+s", output, re.MULTILINE)
+    assert match, f"no pytest summary in:\n{output[-2000:]}"
+    return int(match[1])
+
+
+@pytest.fixture(scope="module")
+def suite_results(
+    bake_once: Bake, service_venv: Callable[[Path], Path]
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    results = {}
+    for name, answers in BAKES.items():
+        project = bake_once(**answers)
+        results[name] = make(project, service_venv(project), "lint", "test")
+    return results
+
+
+@pytest.mark.parametrize("bake_name", BAKES)
+def test_baked_service_passes_its_own_lint_and_tests(
+    suite_results: dict[str, subprocess.CompletedProcess[str]], bake_name: str
+) -> None:
+    """ruff check, ruff format --check, mypy --strict on app/ and pytest all pass."""
+    result = suite_results[bake_name]
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "All checks passed!" in output  # ruff check ran
+    assert "files already formatted" in output  # ruff format --check ran
+    assert re.search(r"Success: no issues found in \d+ source files", output)  # mypy ran
+    assert " failed" not in output
+    assert " skipped" not in output  # offline suite: nothing may hide behind a skip
+
+
+@pytest.mark.parametrize("mode", MIN_TESTS)
+def test_each_mode_runs_a_full_suite(
+    suite_results: dict[str, subprocess.CompletedProcess[str]], mode: str
+) -> None:
+    """Every mode runs its tests, and api-key adds the client key and auth tests on top."""
+    count = passed_count(suite_results[mode].stdout)
+    assert count >= MIN_TESTS[mode]
+    if mode == "api-key":
+        assert count > passed_count(suite_results["iam"].stdout)
+
+
+def test_open_modes_ship_no_client_key_code(bake_once: Bake) -> None:
+    """Only api-key keeps the key loader and its tests (post-gen table)."""
+    for mode in ("iam", "none"):
+        project = bake_once(client_auth=mode)
+        assert not (project / "app/core/client_keys.py").exists()
+        assert not (project / "tests/api/test_client_auth.py").exists()
+        assert "client_keys" not in (project / "app/api/deps.py").read_text()
+    assert (bake_once(client_auth="api-key") / "app/core/client_keys.py").exists()
