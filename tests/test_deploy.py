@@ -317,8 +317,8 @@ def test_api_key_mode_stops_without_client_keys(bake_once: Bake, sandbox: Sandbo
 
 
 def test_secret_values_never_appear_in_argv_or_output(bake_once: Bake, sandbox: Sandboxes) -> None:
-    """The OpenAI key and the client keys travel on stdin only: not in any recorded argv, not in
-    stdout or stderr, and the stand-in's log holds digests, not values."""
+    """The OpenAI key and the client keys travel on stdin only: not in any recorded argv or
+    child environment, not in stdout or stderr, and the stand-in's log holds digests, not values."""
     box = sandbox()
     run = box.run(
         bake_once(client_auth="api-key"), OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS
@@ -329,6 +329,7 @@ def test_secret_values_never_appear_in_argv_or_output(bake_once: Bake, sandbox: 
         len(TEST_KEY),
         len(CLIENT_KEYS),
     ]
+    assert [call["secret_env"] for call in run.calls] == [[]] * len(run.calls)
     for secret in (TEST_KEY, *CLIENT_KEYS.split()):
         for text in (run.stdout, run.stderr, dry.stdout, dry.stderr, box.log.read_text()):
             assert secret not in text

@@ -165,6 +165,8 @@ MAX_INSTANCES=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
 CLIENT_KEYS_SECRET_NAME=${CLIENT_KEYS_SECRET_NAME:-$DEFAULT_CLIENT_KEYS_SECRET_NAME}
 BUILD=
 DRY_RUN=no
+# The secrets stay in this shell: gcloud and docker get them on stdin, not in their environment.
+export -n OPENAI_API_KEY CLIENT_API_KEYS
 
 while (($# > 0)); do
   option=$1
