@@ -9,7 +9,7 @@ from contextlib import ExitStack
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.main import create_app
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.secret_manager import FakeSecretManager
@@ -21,20 +21,6 @@ os.environ["NO_GCE_CHECK"] = "true"
 CLIENT_AUTH = {{ cookiecutter.client_auth | tojson }}
 OPENAI_KEY = "sk-test-openai-key-0123456789"
 CLIENT_KEY = "client-key-one"
-SERVICE_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_API_KEY_FILE",
-    "OPENAI_API_KEY_SECRET",
-    "OPENAI_BASE_URL",
-    "GOOGLE_CLOUD_PROJECT",
-    "SECRET_MANAGER_EMULATOR_HOST",
-    "CLIENT_API_KEYS",
-    "CLIENT_API_KEYS_FILE",
-    "RATE_LIMIT_PER_MINUTE",
-    "OPENAI_MAX_TOKENS",
-    "LOG_LEVEL",
-    "ACCESS_LOG",
-)
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +50,8 @@ Env = Callable[..., None]
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI) -> Iterator[Env]:
     """Set service environment variables (None removes one); settings are re-read after each."""
-    for name in SERVICE_ENV:
-        monkeypatch.delenv(name, raising=False)
+    for name in Settings.model_fields:  # the developer's own shell must not leak in
+        monkeypatch.delenv(name.upper(), raising=False)
 
     def set_env(**values: str | None) -> None:
         for name, value in values.items():

@@ -165,7 +165,7 @@ def test_a_stream_cut_upstream_ends_with_an_error_event(
 
 
 def test_answers_503_when_no_key_can_be_resolved(
-    make_client: MakeClient, auth: dict[str, str], tmp_path: object
+    make_client: MakeClient, auth: dict[str, str]
 ) -> None:
     client = make_client(OPENAI_API_KEY=None, OPENAI_API_KEY_FILE="/nonexistent/key")
     response = chat(client, auth, message="hi")
