@@ -10,7 +10,7 @@ if ((BASH_VERSINFO[0] < 4)); then
   exit 1
 fi
 
-# The template's answers (checked by its pre-gen hook). Environment variables and flags override them.
+# The template's answers (checked by its pre-gen hook); environment variables and flags win.
 DEFAULT_PROJECT_ID='{{ cookiecutter.gcp_project_id }}'
 DEFAULT_REGION='{{ cookiecutter.region }}'
 DEFAULT_SERVICE_NAME='{{ cookiecutter.service_name }}'
@@ -22,8 +22,8 @@ DEFAULT_MAX_INSTANCES='{{ cookiecutter.max_instances }}'
 DEFAULT_CLIENT_KEYS_SECRET_NAME='{{ cookiecutter.__client_keys_secret }}'
 # Chosen when the repo was generated: the service's code differs per mode, so no override.
 CLIENT_AUTH='{{ cookiecutter.client_auth }}'
-# Everything below is bash, not a template: Jinja leaves it as it is.
-# {% raw %}
+{#- Everything below is bash that Jinja must leave alone (${#var}, {{ in heredocs). -#}
+{% raw %}
 
 # Where Cloud Run mounts the client keys secret in api-key mode: a file is re-read on every
 # change, so adding or revoking a key (a new secret version) needs no redeploy.
@@ -373,4 +373,4 @@ EOF
     ;;
   none) echo "WARNING: open to anyone (client_auth=none); max instances: $MAX_INSTANCES." >&2 ;;
 esac
-# {% endraw %}
+{%- endraw %}
