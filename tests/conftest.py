@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.leaks"]  # the leak scan over every captured log
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 VENV_CACHE = TEMPLATE_ROOT / ".cache" / "venvs"
 IN_CI = os.environ.get("CI") == "true"

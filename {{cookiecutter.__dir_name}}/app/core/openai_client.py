@@ -129,6 +129,8 @@ class Upstream:
         completion: ChatCompletion = await self.create(
             messages=messages, max_completion_tokens=max_tokens
         )
+        if isinstance(completion, str):  # openai hands back a 200 that is not JSON as its text
+            raise upstream_error(ValueError("the answer is not JSON"))
         log_usage(completion.model, completion.usage, started)
         return completion
 

@@ -8,9 +8,12 @@ A behaviour is picked per request by a token in the last user message:
     fault:500        500 server error             fault:slow  wait `slow_seconds`, then answer
     fault:malformed  200 whose body is not JSON   fault:drip  stream, `drip_seconds` per chunk
     fault:cut-stream send one chunk, then drop the connection
+    fault:drop       drop the connection right after the headers, before any body
+    fault:html       200 text/html (a proxy's error page instead of the API)
 
 Setting `expected_key` makes every other bearer token a 401 (key rotation tests).
 Everything received is recorded on the `FakeOpenAI` instance; `reset()` clears it.
+`GET /_fake/stats` reports the counters, for tests that run the fake as a process.
 Add a fault: one entry in `FAULTS` (a coroutine returning a response).
 
 In tests:       with FakeOpenAI().serve() as fake: ... fake.base_url ...
@@ -57,6 +60,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/_fake/stats", self.stats, methods=["GET"]),
             ]
         )
 
@@ -72,6 +76,15 @@ class FakeOpenAI:
         with serve_in_thread(self.app, port) as url:
             self.base_url = f"{url}/v1"
             yield self
+
+    async def stats(self, request: Request) -> Response:
+        opened, closed = self.streams_opened, self.streams_closed
+        counts = {
+            "requests": len(self.requests),
+            "streams_opened": opened,
+            "streams_closed": closed,
+        }
+        return JSONResponse(counts)
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
@@ -178,6 +191,10 @@ async def _status(fake: FakeOpenAI, body: dict[str, Any], last: str, status: int
     return _error(status, codes[status], headers)
 
 
+async def _as_response(response: Response) -> Response:
+    return response
+
+
 Fault = Callable[[FakeOpenAI, dict[str, Any], str], Awaitable[Response]]
 FAULTS: dict[str, Fault] = {
     "401": lambda f, b, m: _status(f, b, m, 401),
@@ -187,6 +204,8 @@ FAULTS: dict[str, Fault] = {
     "drip": _drip,
     "cut-stream": _cut,
     "malformed": _malformed,
+    "drop": lambda f, b, m: _as_response(f.stream(b, ["never sent"], {}, cut_after=0)),
+    "html": lambda f, b, m: _as_response(Response("<html>502</html>", media_type="text/html")),
 }
 
 
@@ -194,8 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server on 127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--slow-seconds", type=float, default=5.0)
+    parser.add_argument("--drip-seconds", type=float, default=0.05)
     args = parser.parse_args()
-    fake = FakeOpenAI(slow_seconds=args.slow_seconds)
+    fake = FakeOpenAI(slow_seconds=args.slow_seconds, drip_seconds=args.drip_seconds)
     uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -72,12 +72,16 @@ async def _events(stream: AsyncStream[ChatCompletionChunk], started: float) -> A
     """
     usage: CompletionUsage | None = None
     model = ""
+    chunks = 0
     try:
         async for chunk in stream:
+            chunks += 1
             model, usage = chunk.model, chunk.usage or usage
             for choice in chunk.choices:
                 if choice.delta.content:
                     yield _event({"delta": choice.delta.content})
+        if not chunks:  # a 200 that was no event stream (e.g. a proxy's page): not an empty reply
+            raise ValueError("the upstream stream carried no events")
         yield "data: [DONE]\n\n"
     except Exception as error:  # noqa: BLE001 - the status is sent; report in-band and end
         logger.warning("upstream stream failed: %s", type(error).__name__)

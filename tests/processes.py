@@ -1,0 +1,172 @@
+"""The baked service and its fakes as real processes on 127.0.0.1, for the slow tests.
+
+The service runs the Dockerfile's own CMD, as PID 1 of a fresh PID namespace (`unshare`), which
+is what it is in a container: uvicorn re-raises SIGTERM after its graceful shutdown, and only
+PID 1 ignores that and exits 0, as Cloud Run sees it. Every process logs to a file that the leak
+scan reads at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.leaks import LeakScan
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, Any]:
+    """GET `url`: status and JSON body (errors included)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(url: str, status: int, seconds: float = 30) -> Any:
+    """Poll `url` until it answers `status` (bounded); its JSON body."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            answer = get(url, timeout=2)
+            if answer[0] == status:
+                return answer[1]
+        except OSError:
+            answer = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer {status} in {seconds} s (last: {answer})")
+        time.sleep(0.05)
+
+
+def dockerfile_command(project: Path) -> list[str]:
+    """The image's CMD, bound to 127.0.0.1 instead of the container's 0.0.0.0."""
+    line = next(x for x in (project / "Dockerfile").read_text().splitlines() if x.startswith("CMD"))
+    argv: list[str] = json.loads(line.removeprefix("CMD"))
+    assert "--timeout-graceful-shutdown" in argv[-1], argv
+    return [re.sub(r"--host 0\.0\.0\.0", "--host 127.0.0.1", arg) for arg in argv]
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+
+
+@dataclass
+class Service(Process):
+    @property
+    def pid(self) -> int:
+        """uvicorn's pid (outside the namespace): the one child of `unshare`."""
+        children = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
+        return int(children.split()[0])
+
+    def rss_kib(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[1])  # type: ignore[index]
+
+    def sigterm(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+
+
+def _spawn(venv: Path, project: Path, argv: list[str], log: Path, env: dict[str, str]) -> Any:
+    path = f"{venv / 'bin'}:{os.environ['PATH']}"
+    base = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, cwd=project, env=base | env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+class Processes:
+    """Starts processes; `close` stops every one and feeds its log to the leak scan."""
+
+    def __init__(self, project: Path, venv: Path, logs: Path, scan: LeakScan) -> None:
+        self.project, self.venv, self.logs, self.scan = project, venv, logs, scan
+        self.started: list[Process] = []
+        assert shutil.which("unshare"), "util-linux's unshare is needed to run uvicorn as PID 1"
+
+    def service(self, name: str, **env: str) -> Service:
+        port = free_port()
+        argv = ["unshare", "--pid", "--fork", "--kill-child", *dockerfile_command(self.project)]
+        log = self.logs / f"{name}.log"
+        popen = _spawn(self.venv, self.project, argv, log, {"PORT": str(port), **env})
+        service = Service(name, popen, log, port)
+        self.started.append(service)
+        wait_for(f"{service.url}/health", 200)
+        return service
+
+    def fake(self, name: str, module: str, *args: str) -> Process:
+        """`python -m tests.fakes.<module> --port N ARGS` from the baked repo; waits for it."""
+        port = free_port()
+        argv = ["python", "-m", f"tests.fakes.{module}", "--port", str(port), *args]
+        log = self.logs / f"{name}.log"
+        process = Process(name, _spawn(self.venv, self.project, argv, log, {}), log, port)
+        self.started.append(process)
+        deadline = time.monotonic() + 30
+        while not _listening(port):
+            assert process.alive(), f"{name} exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"{name} did not listen in 30 s"
+            time.sleep(0.05)
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            process.stop()
+        for process in self.started:
+            self.scan.feed_file(process.name, process.log)
+
+
+@contextmanager
+def processes(project: Path, venv: Path, logs: Path, scan: LeakScan) -> Iterator[Processes]:
+    started = Processes(project, venv, logs, scan)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_entries(log: Path) -> list[dict[str, Any]]:
+    """The service's log lines, each parsed as the JSON object it must be."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
