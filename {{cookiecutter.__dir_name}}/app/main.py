@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    configure_logging(settings.log_level, settings.trace_project, settings.access_log)
     upstream = Upstream(settings)
     app.state.upstream = upstream
     for name, value in guard_state(settings).items():
@@ -38,8 +39,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.trace_project, settings.access_log)
+    """Build the app without reading the environment: settings are read when the lifespan starts.
+
+    Logging is JSON from uvicorn's first line on; the lifespan then applies LOG_LEVEL etc.
+    """
+    configure_logging()
     app = FastAPI(title=SERVICE_NAME, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -14,6 +14,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from app.core.config import DEFAULT_PROJECT
+
 SK_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
 REDACTED = "[REDACTED]"
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
@@ -94,7 +96,9 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure_logging(level: str, project: str, access_log: bool) -> None:
+def configure_logging(
+    level: str = "INFO", project: str = DEFAULT_PROJECT, access_log: bool = False
+) -> None:
     """Route the root logger and uvicorn's loggers through the JSON formatter on stdout."""
     handler = StdoutHandler()
     handler.setFormatter(CloudLoggingFormatter(project))
