@@ -250,8 +250,9 @@ def test_local_build_targets_linux_amd64(
 def test_deploy_flags_match_client_auth_mode(
     bake_once: Bake, sandbox: Sandboxes, client_auth: str
 ) -> None:
-    """Every mode gets the probe, cpu boost, labels and the OpenAI secret; iam is private,
-    api-key and none are public; api-key also mounts the client keys secret as a file."""
+    """Every mode gets the probe, cpu boost, labels, the OpenAI secret and the project (for log
+    trace ids); iam is private, api-key and none are public; api-key also mounts the client keys
+    secret as a file."""
     run = sandbox().run(
         bake_once(client_auth=client_auth), OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS
     )
@@ -271,10 +272,10 @@ def test_deploy_flags_match_client_auth_mode(
     bound = [argv[2] for argv in run.argvs() if argv[1:2] == ["add-iam-policy-binding"]]
     if client_auth == "api-key":
         assert secrets[1:] == ["/secrets/client-api-keys/keys=my-service-client-api-keys:latest"]
-        assert (
-            flag_value(deploy, "set-env-vars")
-            == "CLIENT_API_KEYS_FILE=/secrets/client-api-keys/keys"
-        )
+        assert flag_value(deploy, "set-env-vars").split(",") == [
+            "GOOGLE_CLOUD_PROJECT=my-gcp-project",
+            "CLIENT_API_KEYS_FILE=/secrets/client-api-keys/keys",
+        ]
         assert bound == ["openai-api-key", "my-service-client-api-keys"]
         keys = [
             c
@@ -284,7 +285,7 @@ def test_deploy_flags_match_client_auth_mode(
         assert keys[0]["stdin"]["sha256"] == sha256(CLIENT_KEYS)
     else:
         assert secrets[1:] == []
-        assert not any(arg.startswith("--set-env-vars") for arg in deploy)
+        assert flag_value(deploy, "set-env-vars") == "GOOGLE_CLOUD_PROJECT=my-gcp-project"
         assert bound == ["openai-api-key"]
 
 

@@ -333,14 +333,17 @@ deploy=(gcloud run deploy "$SERVICE_NAME" --image="$IMAGE" --region="$REGION" "$
   --max-instances="$MAX_INSTANCES" --cpu-boost
   --startup-probe='httpGet.path=/ready,periodSeconds=5,timeoutSeconds=3,failureThreshold=24'
   --labels="app=$SERVICE_NAME,managed-by=deploy-sh,client-auth=$CLIENT_AUTH" --quiet)
+# The project qualifies the trace ids in the service's logs, so they group under Cloud Run's.
+env_vars="GOOGLE_CLOUD_PROJECT=$PROJECT_ID"
 case $CLIENT_AUTH in
   iam) deploy+=(--no-allow-unauthenticated --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION") ;;
   none) deploy+=(--allow-unauthenticated --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION") ;;
   api-key)
     deploy+=(--allow-unauthenticated
-      --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION,$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest"
-      --set-env-vars="CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT") ;;
+      --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION,$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest")
+    env_vars+=",CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT" ;;
 esac
+deploy+=(--set-env-vars="$env_vars")
 run "${deploy[@]}"
 
 describe_url=(gcloud run services describe "$SERVICE_NAME" --region="$REGION" "${PROJECT[@]}"
