@@ -101,6 +101,11 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 10 else f"{x:.3f}"
 
 
+def _signed(x: float) -> str:
+    """A difference keeps its sign and enough digits to show a small one (58 kB of 387 MB)."""
+    return f"{x:+,.0f}" if abs(x) >= 100 else f"{x:+.3g}"
+
+
 def _met(row: Row) -> str:
     return {True: "yes", False: "**no**", None: "not measured"}[row.met]
 
@@ -147,8 +152,12 @@ def markdown(run: Run) -> str:
         lines += ["## Goals missed", ""]
         for row in missed:
             measured = _value(row, "value")
-            if row.spec.reference:
-                measured += f" against {_value(row, 'reference')}, ratio {row.ratio:.3f}"
+            if row.spec.reference and row.value and row.reference:
+                diff = row.value.median - row.reference.median
+                measured += (
+                    f" against {_value(row, 'reference')} ({_signed(diff)} {row.spec.unit}), "
+                    f"ratio {row.ratio:.3f}"
+                )
             line = f"- **{row.spec.name}**: {measured}; goal {row.spec.goal_text}. {row.note}"
             lines.append(line.rstrip())
         lines.append("")

@@ -200,8 +200,8 @@ def test_markdown_says_which_goal_was_missed_and_which_row_was_not_measured() ->
     text = report.markdown(report.Run(rows, machine, {"python": "3.13"}, 7, 5.0))
     assert "| requests/s | ≥ 0.90 x bare | 800 req/s | 1,000 req/s | 0.800 | **no** |" in text
     assert (
-        "## Goals missed\n\n- **requests/s**: 800 req/s against 1,000 req/s, ratio 0.800; "
-        "goal ≥ 0.90 x bare. upstream-bound\n" in text
+        "## Goals missed\n\n- **requests/s**: 800 req/s against 1,000 req/s (-200 req/s), "
+        "ratio 0.800; goal ≥ 0.90 x bare. upstream-bound\n" in text
     )
     assert (
         "| spawn to first 200 | ≤ 1.20 x bare | not measured | not measured | — | not measured |"
