@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.leaks"]  # the leak scan over every captured log
+# The leak scan over every captured log; the service and its fakes as processes.
+pytest_plugins = ["tests.leaks", "tests.processes"]
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 VENV_CACHE = TEMPLATE_ROOT / ".cache" / "venvs"
 IN_CI = os.environ.get("CI") == "true"

@@ -3,7 +3,8 @@
 The service runs the Dockerfile's own CMD, as PID 1 of a fresh PID namespace (`unshare`), which
 is what it is in a container: uvicorn re-raises SIGTERM after its graceful shutdown, and only
 PID 1 ignores that and exits 0, as Cloud Run sees it. Every process logs to a file that the leak
-scan reads at teardown.
+scan reads at teardown. Also a pytest plugin (conftest's `pytest_plugins`): the module-scoped
+`started` and `upstream` fixtures that the slow test modules share.
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.leaks import LeakScan
+import pytest
+
+from tests.leaks import OPENAI_TEST_KEY, LeakScan
+
+# The fake's slow fault answers after 3 s: beyond the 1 s client timeout of the load run (504),
+# within the SIGTERM run's 8 s drain. A drip stream lasts 40 x 0.5 s = 20 s, far longer than
+# any wait in the tests, so a stream is only ever seen closed because the service closed it.
+SLOW_SECONDS, DRIP_SECONDS = 3, 0.5
 
 
 def free_port() -> int:
@@ -104,6 +112,12 @@ class Service(Process):
     def sigterm(self) -> None:
         os.kill(self.pid, signal.SIGTERM)
 
+    def stop(self) -> None:
+        # `unshare` ignores SIGTERM while it waits: stop uvicorn itself, as Cloud Run would.
+        with suppress(IndexError, OSError):  # uvicorn has already gone
+            self.sigterm()
+        super().stop()
+
 
 def _spawn(venv: Path, project: Path, argv: list[str], log: Path, env: dict[str, str]) -> Any:
     path = f"{venv / 'bin'}:{os.environ['PATH']}"
@@ -170,3 +184,42 @@ def _listening(port: int) -> bool:
 def log_entries(log: Path) -> list[dict[str, Any]]:
     """The service's log lines, each parsed as the JSON object it must be."""
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def crashes(log: Path) -> list[str]:
+    """Log lines that report an unhandled error (a 500 with its traceback)."""
+    entries = log_entries(log)
+    return [e["message"] for e in entries if "stack_trace" in e or e["severity"] == "ERROR"]
+
+
+def service_env(upstream: Process, timeout: float) -> dict[str, str]:
+    """The service in front of the fake upstream, with the leak scan's canary as its key."""
+    return {
+        "OPENAI_API_KEY": OPENAI_TEST_KEY,
+        "OPENAI_BASE_URL": f"{upstream.url}/v1",
+        "OPENAI_TIMEOUT_SECONDS": str(timeout),
+        # No client-side retries: each fault reaches the caller once (a retried 429 would wait
+        # out its 7 s Retry-After), so every answer can be checked against its fault.
+        "OPENAI_MAX_RETRIES": "0",
+        # All load comes from 127.0.0.1: the per-client limit is not what is measured here.
+        "RATE_LIMIT_PER_MINUTE": "100000000",
+    }
+
+
+@pytest.fixture(scope="module")
+def started(
+    default_project: Path,
+    service_venv: Callable[[Path], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    leak_scan: LeakScan,
+) -> Iterator[Processes]:
+    """The default bake's processes for one test module, all stopped and scanned at its end."""
+    logs = tmp_path_factory.mktemp("process-logs")
+    with processes(default_project, service_venv(default_project), logs, leak_scan) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def upstream(started: Processes) -> Process:
+    timing = ("--slow-seconds", str(SLOW_SECONDS), "--drip-seconds", str(DRIP_SECONDS))
+    return started.fake("fake-openai", "openai_upstream", *timing)

@@ -26,9 +26,9 @@ TITLES = {
 
 
 def record(run: str, figures: dict[str, Any]) -> None:
-    """Store one run's figures (the latest run of each kind wins)."""
+    """Store figures of one run (merged: parametrized tests each add their own)."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[run] = figures
+    results[run] = results.get(run, {}) | figures
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 

@@ -11,59 +11,29 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.leaks import OPENAI_TEST_KEY, LeakScan
 from tests.load import FAULT_SHARE, disconnect_mid_stream, mix, run_load
-from tests.processes import Process, Processes, Service, get, log_entries, processes, wait_for
+from tests.processes import (
+    Process,
+    Processes,
+    Service,
+    crashes,
+    get,
+    log_entries,
+    service_env,
+    wait_for,
+)
 from tests.reliability_report import record
 
 pytestmark = pytest.mark.slow
 
-# The fake's slow fault answers after 3 s: beyond the 1 s client timeout of the load run (504),
-# within the SIGTERM run's 8 s drain. A drip stream lasts 40 x 0.5 s = 20 s, far longer than
-# any wait below, so a stream is only ever seen closed because the service closed it.
-SLOW_SECONDS, DRIP_SECONDS = 3, 0.5
 REQUESTS, WARM_UP, CONCURRENCY = 2000, 400, 64
 DISCONNECTS = 200
 DRAIN_SECONDS, SIGKILL_AFTER = 8, 10  # uvicorn's --timeout-graceful-shutdown; Cloud Run's kill
-
-
-@pytest.fixture(scope="module")
-def started(
-    default_project: Path,
-    service_venv: Callable[[Path], Path],
-    tmp_path_factory: pytest.TempPathFactory,
-    leak_scan: LeakScan,
-) -> Iterator[Processes]:
-    logs = tmp_path_factory.mktemp("reliability-logs")
-    venv = service_venv(default_project)
-    with processes(default_project, venv, logs, leak_scan) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def upstream(started: Processes) -> Process:
-    timing = ("--slow-seconds", str(SLOW_SECONDS), "--drip-seconds", str(DRIP_SECONDS))
-    return started.fake("fake-openai", "openai_upstream", *timing)
-
-
-def service_env(upstream: Process, timeout: float) -> dict[str, str]:
-    return {
-        "OPENAI_API_KEY": OPENAI_TEST_KEY,
-        "OPENAI_BASE_URL": f"{upstream.url}/v1",
-        "OPENAI_TIMEOUT_SECONDS": str(timeout),
-        # No client-side retries: each fault reaches the caller once (a retried 429 would wait
-        # out its 7 s Retry-After), so every answer can be checked against its fault.
-        "OPENAI_MAX_RETRIES": "0",
-        # All load comes from 127.0.0.1: the per-client limit is not what is measured here.
-        "RATE_LIMIT_PER_MINUTE": "100000000",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +41,6 @@ def service(started: Processes, upstream: Process) -> Service:
     service = started.service("service-load", **service_env(upstream, timeout=1))
     wait_for(f"{service.url}/ready", 200)
     return service
-
-
-def crashes(log: Path) -> list[str]:
-    """Log lines that report an unhandled error (a 500 with its traceback)."""
-    entries = log_entries(log)
-    return [e["message"] for e in entries if "stack_trace" in e or e["severity"] == "ERROR"]
 
 
 def open_streams(upstream: Process) -> tuple[int, int]:

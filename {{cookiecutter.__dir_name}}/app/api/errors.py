@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app.core.errors import ApiError
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, so the schema describes what is really sent."""
+    return {s: {"model": ErrorBody, "description": HTTPStatus(s).phrase} for s in statuses}
 
 
 def error_response(
@@ -38,9 +55,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        # FastAPI answers 400 for a body it cannot decode (not UTF-8): invalid, so 422 like any.
+        status = 422 if error.status_code == 400 else error.status_code
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+            422: "invalid_request",
+        }
+        # The headers too: a 405 must say which methods are allowed (Allow, RFC 9110).
         return error_response(
-            error.status_code, code.get(error.status_code, "http_error"), str(error.detail)
+            status, code.get(status, "http_error"), str(error.detail), dict(error.headers or {})
         )
 
     @app.exception_handler(Exception)

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import ClientDep, SettingsDep, UpstreamDep
+from app.api.errors import documented_errors
 from app.core.errors import ApiError
 from app.core.openai_client import log_usage, upstream_error
 
@@ -28,7 +29,8 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1)
     system: str | None = None
-    stream: bool = False
+    # Strict, as the schema says: "stream": 0 or "no" is a 422, not a guess.
+    stream: bool = Field(default=False, strict=True)
     max_tokens: int | None = Field(default=None, ge=1, description="at most OPENAI_MAX_TOKENS")
 
 
@@ -37,7 +39,19 @@ class ChatReply(BaseModel):
     model: str
 
 
-@router.post("/chat", response_model=ChatReply)
+# Besides the JSON reply: the event stream, and every error status of the HTTP contract.
+SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes text/event-stream items
+    "type": "object",
+    "properties": {"data": {"type": "string", "description": '{"delta": ...}, then [DONE]'}},
+    "required": ["data"],
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
+    **documented_errors({{ "401, " if cookiecutter.client_auth == "api-key" else "" }}413, 422, 429, 502, 503, 504),
+}
+
+
+@router.post("/chat", response_model=ChatReply, responses=RESPONSES)
 async def chat(
     body: ChatRequest, _client: ClientDep, settings: SettingsDep, upstream: UpstreamDep
 ) -> Any:

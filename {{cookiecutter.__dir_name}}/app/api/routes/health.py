@@ -9,10 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.api.deps import UpstreamDep
 
 router = APIRouter(tags=["health"])
+
+
+class NotReady(BaseModel):
+    status: str
+    reason: str
 
 
 @router.get("/health")
@@ -21,7 +27,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=None)
+@router.get("/ready", response_model=None, responses={503: {"model": NotReady}})
 async def ready(upstream: UpstreamDep) -> Any:
     """Ready once the OpenAI key is resolved and the client built; else 503 with the reason."""
     if upstream.ready:

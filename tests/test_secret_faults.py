@@ -1,0 +1,96 @@
+"""Secret Manager failures, through the real google-cloud-secret-manager client (REST transport)
+against the service's own Secret Manager stand-in run as a process.
+
+One service process per fault, each reading its own secret; the stand-in's state is a file
+(tests/fakes/secret_manager.py). Every payload is the leak scan's canary, so a payload or key in
+any log line fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.leaks import SECRET_MANAGER_TEST_KEY, LeakScan
+from tests.processes import Process, Processes, Service, get, log_entries
+from tests.reliability_report import record
+
+pytestmark = pytest.mark.slow
+
+PROJECT = "sm-fault-project"
+# secret -> what must appear in /ready's reason: the cause, and the command or role that fixes it.
+FAULTS: dict[str, list[str]] = {
+    "denied": ["permission denied", "roles/secretmanager.secretAccessor", "add-iam-policy-binding"],
+    "missing": ["not found", f"project {PROJECT}", "gcloud secrets create missing"],
+    "corrupt": ["CRC32C"],
+    "empty": ["secret empty is empty"],
+    "disabled": ["secrets/disabled/versions/latest] is in DISABLED state"],
+}
+STATE = {
+    "secrets": {
+        f"{PROJECT}/{name}/latest": "" if name == "empty" else SECRET_MANAGER_TEST_KEY
+        for name in ("flaky", "denied", "corrupt", "empty", "disabled")
+    },
+    "forbidden": [f"{PROJECT}/denied/latest"],
+    "corrupt": [f"{PROJECT}/corrupt/latest"],
+    "disabled": [f"{PROJECT}/disabled/latest"],
+    "unavailable": {f"{PROJECT}/flaky/latest": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def secret_manager(started: Processes) -> Process:
+    state = started.logs / "state.json"
+    state.write_text(json.dumps(STATE))
+    return started.fake("fake-secret-manager", "secret_manager", "--state", str(state))
+
+
+def service_for(started: Processes, secret_manager: Process, secret: str) -> Service:
+    return started.service(
+        f"service-secret-{secret}",
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        SECRET_MANAGER_EMULATOR_HOST=f"127.0.0.1:{secret_manager.port}",
+        OPENAI_API_KEY_SECRET=secret,
+    )
+
+
+def settled(service: Service, seconds: float = 30) -> tuple[int, Any]:
+    """/ready once the key is resolved or has failed (no longer "starting"), within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (answer := get(f"{service.url}/ready"))[1].get("reason") == "starting":
+        assert time.monotonic() < deadline, f"/ready still says starting after {seconds} s"
+        time.sleep(0.1)
+    return answer
+
+
+def test_key_loads_after_secret_manager_is_unavailable_twice(
+    started: Processes, secret_manager: Process
+) -> None:
+    """UNAVAILABLE, UNAVAILABLE, then the secret: the client's retries get it, /ready turns 200
+    within the bound that /v1/chat waits for the key."""
+    service = service_for(started, secret_manager, "flaky")
+    status, body = settled(service, seconds=10)  # the wait /v1/chat allows (KEY_WAIT_SECONDS)
+    record("secret_manager", {"flaky (UNAVAILABLE twice, then the secret)": f"{status}"})
+    assert (status, body) == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize("secret", FAULTS)
+def test_secret_fault_makes_ready_503_with_an_actionable_reason(
+    started: Processes, secret_manager: Process, leak_scan: LeakScan, secret: str
+) -> None:
+    """The service keeps serving /health, answers /ready 503 with a reason that names the cause
+    and the fix, and logs that reason once as an ERROR, without the payload."""
+    service = service_for(started, secret_manager, secret)
+    status, body = settled(service)
+    leak_scan.feed(f"/ready of {service.name}", json.dumps(body))
+    record("secret_manager", {secret: f"{status}: {body.get('reason')}"})
+    assert status == 503
+    assert body["status"] == "not ready"
+    for fragment in FAULTS[secret]:
+        assert fragment in body["reason"]
+    assert get(f"{service.url}/health") == (200, {"status": "ok"})
+    errors = [e["message"] for e in log_entries(service.log) if e["severity"] == "ERROR"]
+    assert errors == [body["reason"]]
