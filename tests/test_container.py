@@ -27,12 +27,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import Bake, require
+from tests.leaks import SCAN
 
 SESSION = uuid.uuid4().hex[:10]
 # Not shaped like an OpenAI key, so a clean log proves the key is never printed, not merely that
 # a key-shaped pattern is redacted.
 TEST_KEY = f"container-test-key-{SESSION}"
 PLANTED_SECRET = f"planted-secret-{SESSION}"
+SCAN.register("container TEST_KEY", TEST_KEY)
+SCAN.register("container PLANTED_SECRET", PLANTED_SECRET)
 # What a developer's checkout holds besides the generated files; none of it may reach an image
 # or a Cloud Build upload.
 LOCAL_FILES = {
@@ -126,7 +129,12 @@ def docker_session(docker_engine: str) -> Iterator[DockerSession]:
     try:
         yield session
     finally:
-        session.close()
+        try:  # every line the containers logged goes through the leak scan before they go
+            for name in session.containers:
+                logs = docker("logs", name, check=False)
+                SCAN.feed(f"container {name}", logs.stdout + logs.stderr)
+        finally:
+            session.close()
 
 
 @dataclass(frozen=True)

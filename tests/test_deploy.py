@@ -22,11 +22,14 @@ import pytest
 
 from hooks import pre_gen_project as hook
 from tests.conftest import TEMPLATE_ROOT, Bake, require
+from tests.leaks import SCAN
 
 STANDIN = TEMPLATE_ROOT / "tests" / "fixtures" / "deploy_standin.py"
 SHELLCHECK = TEMPLATE_ROOT / ".venv" / "bin" / "shellcheck"
 TEST_KEY = "sk-test-DEPLOY-0123456789abcdef"
 CLIENT_KEYS = "client-key-alpha-42\nclient-key-beta-43\n"
+for _number, _key in enumerate([TEST_KEY, *CLIENT_KEYS.split()]):
+    SCAN.register(f"deploy.sh test key {_number}", _key)
 NO_ACCOUNT = "You do not currently have an active account selected"
 
 
@@ -105,6 +108,7 @@ class Sandbox:
         )
         lines = self.log.read_text().splitlines()[start:] if self.log.exists() else []
         calls = [json.loads(line) for line in lines]
+        SCAN.feed(f"deploy.sh {' '.join(args)}", result.stdout + result.stderr + "\n".join(lines))
         return Deploy(result.returncode, result.stdout, result.stderr, calls)
 
 
@@ -489,6 +493,18 @@ HOSTILE = [
     ("MAX_INSTANCES", "0"),
     ("MAX_INSTANCES", "1001"),
     ("MIN_INSTANCES", "-1"),
+    # Option injection, Unicode digits and invisibles, a path in a version.
+    ("PROJECT_ID", "my-project --impersonate-service-account=x@y.iam.gserviceaccount.com"),
+    ("SERVICE_NAME", "--help"),
+    ("REGION", "--region=us-east1"),
+    ("SECRET_NAME", "--data-file=/etc/passwd"),
+    ("SECRET_VERSION", "../1"),
+    ("SECRET_VERSION", "latest --project=other"),
+    ("MIN_INSTANCES", "\u0663"),
+    ("MAX_INSTANCES", "\uff15"),
+    ("MAX_INSTANCES", "5 "),
+    ("REGION", "us-central1\u200b"),
+    ("SERVICE_ACCOUNT_ID", "runner-\u0430bc"),
 ]
 
 

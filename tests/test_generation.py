@@ -207,6 +207,25 @@ def hostile_answers(marker: Path) -> list[dict[str, Any]]:
         {"max_instances": "0"},
         {"max_instances": "1e3"},
         {"min_instances": "9", "max_instances": "3"},
+        # Option injection, Unicode digits and invisibles, resource paths, choices off the list.
+        {"service_name": "--help"},
+        {"service_name": "svc-"},
+        {"service_name": "my\u200bservice"},  # zero-width space
+        {"service_name": "svc\u202e"},  # right-to-left override
+        {"gcp_project_id": "proj --impersonate-service-account=x"},
+        {"secret_name": "--data-file=/etc/passwd"},
+        {"secret_name": "projects/p/secrets/key"},
+        {"region": "us-central1 "},
+        {"region": "us-central1\u200b"},
+        {"openai_model": "gpt-4o-mini --flag"},
+        {"service_account_id": "runner\u0430bc"},  # Cyrillic a
+        {"artifact_registry_repo": "repo/../x"},
+        {"min_instances": "\u0663"},  # Arabic-Indic 3: Python's int() and \d accept it
+        {"max_instances": "\uff15"},  # full-width 5
+        {"max_instances": "5 "},
+        {"description": "{{ cookiecutter.secret_name }}"},
+        {"python_version": "3.10"},
+        {"client_auth": "IAM"},
     ]
 
 

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Bake
+from tests.leaks import SCAN
+
+# The generated repo's own test key (its tests/conftest.py): never in the suite's output.
+SCAN.register("baked suite OPENAI_KEY", "sk-test-openai-key-0123456789")
 
 # The default answers are client_auth=iam, so "default" covers that mode.
 BAKES = {
@@ -51,6 +55,7 @@ def suite_results(
     for name, answers in BAKES.items():
         project = bake_once(**answers)
         results[name] = make(project, service_venv(project), "lint", "test")
+        SCAN.feed(f"make lint test ({name})", results[name].stdout + results[name].stderr)
     return results
 
 
