@@ -107,7 +107,9 @@ class Service(Process):
 
     def rss_kib(self) -> int:
         status = Path(f"/proc/{self.pid}/status").read_text()
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[1])  # type: ignore[index]
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert found, status
+        return int(found[1])
 
     def sigterm(self) -> None:
         os.kill(self.pid, signal.SIGTERM)
@@ -119,7 +121,9 @@ class Service(Process):
         super().stop()
 
 
-def _spawn(venv: Path, project: Path, argv: list[str], log: Path, env: dict[str, str]) -> Any:
+def _spawn(
+    venv: Path, project: Path, argv: list[str], log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     path = f"{venv / 'bin'}:{os.environ['PATH']}"
     base = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     with log.open("wb") as out:
