@@ -46,11 +46,14 @@ def explain_startup(rows: list[Row], profiles: dict[str, imports.ImportProfile])
     def explained(row: Row) -> Row:
         if row.met is not False or row.spec not in slow_start or service is None:
             return row
-        reference = profiles.get(str(row.spec.reference), profiles.get("bare"))
-        slowest = ", ".join(f"{name} {ms:.0f} ms" for name, ms in service.direct[:4])
+        reference = profiles.get(str(row.spec.reference), profiles["bare"])
+        shared = {name for name, _ in reference.direct}
+        own = [(name, ms) for name, ms in service.direct if name not in shared]
+        slowest = ", ".join(f"{name} {ms:.0f} ms" for name, ms in own[:4])
         why = (
-            f"Importing app.main takes {service.total_ms:.0f} ms "
-            f"(the reference's app: {reference.total_ms:.0f} ms); slowest: {slowest}."
+            f"Importing app.main takes {service.total_ms:.0f} ms (the reference's app: "
+            f"{reference.total_ms:.0f} ms); its slowest imports the reference does not make: "
+            f"{slowest}."
         )
         return dataclasses.replace(row, note=f"{row.note} {why}".strip())
 

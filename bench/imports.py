@@ -1,8 +1,10 @@
-"""Where start-up time goes: `python -X importtime`, the module's direct imports, slowest first."""
+"""Where start-up time goes: `python -X importtime`, the module's direct imports, slowest first
+(medians over a few runs)."""
 
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +43,26 @@ def parse_importtime(stderr: str, module: str, count: int = 8) -> ImportProfile:
     raise ValueError(f"{module} is not in the importtime output")
 
 
-def import_profile(python: str, module: str, cwd: Path) -> ImportProfile:
-    done = subprocess.run(
-        [python, "-X", "importtime", "-c", f"import {module}"],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return parse_importtime(done.stderr, module)
+def median_profile(runs: list[ImportProfile], count: int = 8) -> ImportProfile:
+    """One run's import times are noisy on a busy machine: the median of each, over runs."""
+    names = {name for run in runs for name, _ in run.direct}
+    direct = [
+        (name, statistics.median(ms for run in runs for n, ms in run.direct if n == name))
+        for name in names
+    ]
+    direct.sort(key=lambda child: child[1], reverse=True)
+    return ImportProfile(statistics.median(run.total_ms for run in runs), direct[:count])
+
+
+def import_profile(python: str, module: str, cwd: Path, runs: int = 5) -> ImportProfile:
+    def once() -> ImportProfile:
+        done = subprocess.run(
+            [python, "-X", "importtime", "-c", f"import {module}"],
+            cwd=cwd, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return parse_importtime(done.stderr, module, count=1000)
+
+    return median_profile([once() for _ in range(runs)])
 
 
 def profiles(ctx: Context) -> dict[str, ImportProfile]:

@@ -125,7 +125,7 @@ def table(rows: list[Row]) -> list[str]:
 
 
 def import_section(imports: dict[str, ImportProfile]) -> list[str]:
-    lines = ["## Where start-up time goes (`python -X importtime`, one run)", ""]
+    lines = ["## Where start-up time goes (`python -X importtime`, median of 5 runs)", ""]
     for app, profile in imports.items():
         slowest = ", ".join(f"{name} {ms:.0f} ms" for name, ms in profile.direct[:6])
         lines.append(

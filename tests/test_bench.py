@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bench import report, wrk
-from bench.imports import parse_importtime
+from bench.imports import ImportProfile, median_profile, parse_importtime
 from bench.layers import extra_layers, step_durations
 from bench.stats import Goal, Row, Sample, Spec, alternate
 from bench.suite import read_junit
@@ -175,6 +175,16 @@ def test_importtime_lists_the_direct_imports_of_the_module_slowest_first() -> No
 def test_importtime_without_the_module_is_an_error() -> None:
     with pytest.raises(ValueError, match="bare"):
         parse_importtime(IMPORTTIME, "bare")
+
+
+def test_import_profile_takes_the_median_of_each_import_over_runs() -> None:
+    """An import missing from one run (already loaded elsewhere) still gets its median."""
+    runs = [
+        ImportProfile(10.0, [("openai", 6.0), ("fastapi", 3.0)]),
+        ImportProfile(30.0, [("openai", 20.0)]),
+        ImportProfile(12.0, [("openai", 7.0), ("fastapi", 5.0)]),
+    ]
+    assert median_profile(runs) == ImportProfile(12.0, [("openai", 7.0), ("fastapi", 4.0)])
 
 
 def test_junit_suite_time_adds_up_every_testsuite() -> None:
