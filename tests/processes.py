@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
 from tests.leaks import OPENAI_TEST_KEY, LeakScan
 
 # The fake's slow fault answers after 3 s: beyond the 1 s client timeout of the load run (504),
@@ -138,7 +139,7 @@ class Processes:
     def __init__(self, project: Path, venv: Path, logs: Path, scan: LeakScan) -> None:
         self.project, self.venv, self.logs, self.scan = project, venv, logs, scan
         self.started: list[Process] = []
-        assert shutil.which("unshare"), "util-linux's unshare is needed to run uvicorn as PID 1"
+        require(shutil.which("unshare") is not None, "util-linux's unshare runs uvicorn as PID 1")
 
     def service(self, name: str, **env: str) -> Service:
         port = free_port()

@@ -26,9 +26,9 @@ TITLES = {
 
 
 def record(run: str, figures: dict[str, Any]) -> None:
-    """Store figures of one run (merged: parametrized tests each add their own)."""
+    """Store one run's figures (the latest run of each kind wins)."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[run] = results.get(run, {}) | figures
+    results[run] = figures
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
@@ -38,7 +38,31 @@ def _value(value: Any) -> str:
         return ", ".join(f"{k}: {_value(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_value(v) for v in value)
-    return str(value)
+    return str(value).replace("|", "\\|")  # a pipe would end the table cell
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """One row per run: the figures every run records, and the suite-wide leak count."""
+    leaks = results.get("leak_scan", {}).get("hits", "not scanned")
+    lines = [
+        "| run | requests | faults injected | answers by status | crashes | leaks | memory |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run, title in TITLES.items():
+        figures = results.get(run)
+        if figures is None or run == "leak_scan":
+            continue
+        memory = figures.get("rss_change_percent")
+        cells = [
+            title,
+            *(_value(figures.get(key, "-")) for key in ("requests", "faults_injected")),
+            _value(figures.get("by_status", "-")),
+            _value(figures.get("crashes", "-")),
+            str(leaks),
+            "-" if memory is None else f"RSS {memory:+} % after the run vs after warm-up",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def render(results: dict[str, Any]) -> str:
@@ -48,9 +72,10 @@ def render(results: dict[str, Any]) -> str:
         "Measured by the template's slow tests (`tests/test_reliability.py`,",
         "`tests/test_secret_faults.py`, `tests/test_fuzz.py`) against a baked service run as a",
         "real uvicorn process on 127.0.0.1, and by the leak scan over every log the suite",
-        "captured (`tests/leaks.py`). Regenerate after `make test`:",
-        "`.venv/bin/python -m tests.reliability_report`.",
+        "captured (`tests/leaks.py`; its count, the same in every row, covers the whole suite).",
+        "Regenerate after `make test`: `.venv/bin/python -m tests.reliability_report`.",
     ]
+    lines += ["", *_summary(results)]
     for run, title in TITLES.items():
         if run not in results:
             continue

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -95,7 +96,9 @@ def test_clients_that_hang_up_mid_stream_close_every_upstream_stream(
     record(
         "disconnects",
         {
-            "clients_hung_up": DISCONNECTS,
+            "requests": DISCONNECTS,
+            "faults_injected": DISCONNECTS,  # each client hangs up mid-stream
+            "by_status": {"200": got_an_event},  # answered, streaming, when the client left
             "upstream_streams_opened": opened - opened_before,
             "upstream_streams_left_open": still_open,
             "crashes": len(crashes(service.log)),
@@ -179,6 +182,10 @@ def test_sigterm_during_load_drains_then_exits_0_and_refuses_new_connections(
     record(
         "sigterm",
         {
+            "requests": slow + long,
+            "faults_injected": 1,  # the SIGTERM
+            "by_status": {str(s): n for s, n in Counter(o["status"] for o in outcomes).items()},
+            "crashes": len(crashes(service.log)),
             "in_flight_at_signal": slow + long,
             "finished_within_drain": len(finished),
             "long_streams_cut": len(cut),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ FAULTS: dict[str, list[str]] = {
     "empty": ["secret empty is empty"],
     "disabled": ["secrets/disabled/versions/latest] is in DISABLED state"],
 }
+UNAVAILABLE_READS = 2
 STATE = {
     "secrets": {
         f"{PROJECT}/{name}/latest": "" if name == "empty" else SECRET_MANAGER_TEST_KEY
@@ -37,7 +40,7 @@ STATE = {
     "forbidden": [f"{PROJECT}/denied/latest"],
     "corrupt": [f"{PROJECT}/corrupt/latest"],
     "disabled": [f"{PROJECT}/disabled/latest"],
-    "unavailable": {f"{PROJECT}/flaky/latest": 2},
+    "unavailable": {f"{PROJECT}/flaky/latest": UNAVAILABLE_READS},
 }
 
 
@@ -46,6 +49,24 @@ def secret_manager(started: Processes) -> Process:
     state = started.logs / "state.json"
     state.write_text(json.dumps(STATE))
     return started.fake("fake-secret-manager", "secret_manager", "--state", str(state))
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> Iterator[dict[str, tuple[int, str, int]]]:
+    """secret -> (/ready status, reason, crashes logged); recorded for the report at the end."""
+    found: dict[str, tuple[int, str, int]] = {}
+    yield found
+    statuses = Counter(str(status) for status, _, _ in found.values())
+    record(
+        "secret_manager",
+        {
+            "requests": len(found),  # one service start, each reading its own secret
+            "faults_injected": UNAVAILABLE_READS + len(FAULTS),
+            "by_status": dict(sorted(statuses.items())),
+            "crashes": sum(crashes for _, _, crashes in found.values()),
+            "reasons": {secret: reason for secret, (_, reason, _) in found.items()},
+        },
+    )
 
 
 def service_for(started: Processes, secret_manager: Process, secret: str) -> Service:
@@ -66,27 +87,36 @@ def settled(service: Service, seconds: float = 30) -> tuple[int, Any]:
     return answer
 
 
+def tracebacks(service: Service) -> int:
+    return sum("stack_trace" in entry for entry in log_entries(service.log))
+
+
 def test_key_loads_after_secret_manager_is_unavailable_twice(
-    started: Processes, secret_manager: Process
+    started: Processes, secret_manager: Process, outcomes: dict[str, tuple[int, str, int]]
 ) -> None:
     """UNAVAILABLE, UNAVAILABLE, then the secret: the client's retries get it, /ready turns 200
     within the bound that /v1/chat waits for the key."""
     service = service_for(started, secret_manager, "flaky")
     status, body = settled(service, seconds=10)  # the wait /v1/chat allows (KEY_WAIT_SECONDS)
-    record("secret_manager", {"flaky (UNAVAILABLE twice, then the secret)": f"{status}"})
+    outcomes["flaky"] = (status, "ready after UNAVAILABLE twice", tracebacks(service))
     assert (status, body) == (200, {"status": "ready"})
+    assert tracebacks(service) == 0
 
 
 @pytest.mark.parametrize("secret", FAULTS)
 def test_secret_fault_makes_ready_503_with_an_actionable_reason(
-    started: Processes, secret_manager: Process, leak_scan: LeakScan, secret: str
+    started: Processes,
+    secret_manager: Process,
+    leak_scan: LeakScan,
+    outcomes: dict[str, tuple[int, str, int]],
+    secret: str,
 ) -> None:
     """The service keeps serving /health, answers /ready 503 with a reason that names the cause
     and the fix, and logs that reason once as an ERROR, without the payload."""
     service = service_for(started, secret_manager, secret)
     status, body = settled(service)
     leak_scan.feed(f"/ready of {service.name}", json.dumps(body))
-    record("secret_manager", {secret: f"{status}: {body.get('reason')}"})
+    outcomes[secret] = (status, body.get("reason", ""), tracebacks(service))
     assert status == 503
     assert body["status"] == "not ready"
     for fragment in FAULTS[secret]:
@@ -94,3 +124,4 @@ def test_secret_fault_makes_ready_503_with_an_actionable_reason(
     assert get(f"{service.url}/health") == (200, {"status": "ok"})
     errors = [e["message"] for e in log_entries(service.log) if e["severity"] == "ERROR"]
     assert errors == [body["reason"]]
+    assert tracebacks(service) == 0
