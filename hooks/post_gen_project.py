@@ -127,7 +127,7 @@ def next_steps(answers: Mapping[str, Any], root: Path) -> list[str]:
         *open_service_warning(answers),
         "",
         "Next steps:",
-        f"  cd {root.name}",
+        f"  cd {root}",
         "  make install     # virtualenv with the service and its dev tools",
         "  make test        # offline tests",
         "  make run         # http://127.0.0.1:8080 (set OPENAI_API_KEY first)",

@@ -87,13 +87,23 @@ def _matches(pattern: re.Pattern[str], value: object) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
+def service_name_hint(value: str) -> str:
+    """The most likely slip, named before the full rule."""
+    if len(value) > 49:
+        return f" ({len(value)} characters)"
+    if value != value.lower() and _matches(SERVICE_NAME, value.lower()):
+        return f" (upper-case letters: try {value.lower()!r})"
+    return ""
+
+
 def check_service_name(value: object) -> str | None:
     if _matches(SERVICE_NAME, value):
         return None
+    hint = service_name_hint(value) if isinstance(value, str) else ""
     return (
-        f"{value!r} is not a Cloud Run service name: start with a lowercase letter, use only "
-        "lowercase letters, digits and hyphens, do not end with a hyphen, at most 49 characters "
-        "(e.g. my-service)"
+        f"{value!r} is not a Cloud Run service name{hint}: start with a lowercase letter, use "
+        "only lowercase letters, digits and hyphens, do not end with a hyphen, at most 49 "
+        "characters (e.g. my-service)"
     )
 
 
@@ -166,7 +176,7 @@ def check_description(value: object) -> str | None:
         return None
     return (
         f"{value!r} is not a usable description: one line of 1-200 characters without "
-        'control characters or any of ` $ \\ " < > {{ }} (e.g. Chat API for the support team)'
+        'control characters or any of ` $ \\ " < > { } (e.g. Chat API for the support team)'
     )
 
 
@@ -249,12 +259,22 @@ def check_no_jinja(raw: Mapping[str, Any], answers: Mapping[str, Any]) -> list[s
     return errors
 
 
+def derived_from_invalid_answer(key: str, answers: Mapping[str, Any]) -> bool:
+    """A derived default left as derived from an invalid service_name: fixing the name fixes it."""
+    derive = DERIVED.get(key)
+    return (
+        derive is not None
+        and answers.get(key) == derive(answers)
+        and check_service_name(answers.get("service_name")) is not None
+    )
+
+
 def validate(answers: Mapping[str, Any]) -> list[str]:
     """Return one message per invalid answer (empty when everything is valid)."""
     errors = []
     for key, check in VALIDATORS.items():
         message = check(answers.get(key))
-        if message:
+        if message and not derived_from_invalid_answer(key, answers):
             errors.append(f"{key}: {message}")
     errors += check_instances(answers.get("min_instances"), answers.get("max_instances"))
     return errors

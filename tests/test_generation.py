@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,34 @@ def test_records_the_answers_for_later_updates(supported: tuple[Path, dict[str, 
         assert recorded[key] == str(value)
     defaults = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
     public_keys = {key for key in defaults if not key.startswith("_")}
-    assert public_keys <= set(recorded)
+    assert public_keys == set(recorded)  # no machine-local paths such as _output_dir
+
+
+def test_git_ignores_virtualenvs_secrets_and_caches(default_project: Path, tmp_path: Path) -> None:
+    """A first `git add .` in the generated repo picks up neither .venv, .env nor caches."""
+    repo = tmp_path / "repo"
+    shutil.copytree(default_project, repo)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    paths = [".venv/bin/python", ".env", ".env.local", "app/__pycache__/main.cpython-313.pyc"]
+    paths += [".pytest_cache/v", ".mypy_cache/x", ".ruff_cache/x"]
+    for path in paths:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text("x")
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.split() == paths
+    tracked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "app/main.py", "deploy.sh", ".gitignore"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+    assert tracked.returncode == 1  # none of the repo's own files is ignored
 
 
 def test_baked_python_passes_ruff(

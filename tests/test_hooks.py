@@ -131,6 +131,35 @@ def test_accepts_instance_counts_given_as_integers_or_strings() -> None:
     assert pre_gen_project.check_instances("1", "1") == []
 
 
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("Support-Bot", "(upper-case letters: try 'support-bot')"), ("a" * 50, "(50 characters)")],
+)
+def test_service_name_error_names_the_likely_slip_first(name: str, hint: str) -> None:
+    message = pre_gen_project.check_service_name(name)
+    assert message is not None
+    assert message.startswith(f"{name!r} is not a Cloud Run service name {hint}: ")
+
+
+def test_derived_account_id_is_not_reported_when_only_the_name_is_wrong() -> None:
+    """The user never typed the account id: fixing service_name fixes it too."""
+    errors = pre_gen_project.validate(
+        default_answers(service_name="foo/bar", service_account_id="foo/bar")
+    )
+    assert [error.split(":")[0] for error in errors] == ["service_name"]
+    typed = pre_gen_project.validate(
+        default_answers(service_name="foo/bar", service_account_id="Bad_Account")
+    )
+    assert [error.split(":")[0] for error in typed] == ["service_name", "service_account_id"]
+
+
+def test_description_rule_shows_single_braces() -> None:
+    message = pre_gen_project.check_description("a $b")
+    assert message is not None
+    assert "< > { }" in message
+    assert "{{" not in message
+
+
 def test_reports_every_invalid_answer_at_once() -> None:
     """Several bad answers give several messages, not only the first."""
     errors = pre_gen_project.validate(
