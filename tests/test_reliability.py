@@ -179,13 +179,24 @@ def test_sigterm_during_load_drains_then_exits_0_and_refuses_new_connections(
     finished = [o for o in outcomes if not o["stream"] and o["status"] == 200 and o["done"]]
     cut = [o for o in outcomes if o["stream"] and not o["done"]]
     cut_after = [round(o["ended_at"] - signalled, 1) for o in cut]
+    # uvicorn logs its cut at the end of the drain as ERRORs (one line, one traceback per task):
+    # the contract's own behaviour, so not a crash. Anything else is.
+    drain_end = "timeout graceful shutdown exceeded"
+    entries = log_entries(service.log)
+    cancelled = [e for e in entries if drain_end in e["message"] + e.get("stack_trace", "")]
+    unexpected = [
+        e["message"]
+        for e in entries
+        if (e["severity"] == "ERROR" or "stack_trace" in e) and e not in cancelled
+    ]
     record(
         "sigterm",
         {
             "requests": slow + long,
             "faults_injected": 1,  # the SIGTERM
             "by_status": {str(s): n for s, n in Counter(o["status"] for o in outcomes).items()},
-            "crashes": len(crashes(service.log)),
+            "crashes": len(unexpected),
+            "errors_logged_by_the_cut_at_drain_end": len(cancelled),
             "in_flight_at_signal": slow + long,
             "finished_within_drain": len(finished),
             "long_streams_cut": len(cut),
@@ -201,4 +212,5 @@ def test_sigterm_during_load_drains_then_exits_0_and_refuses_new_connections(
     assert all(seconds >= DRAIN_SECONDS for seconds in cut_after), cut_after
     assert exit_code == 0
     assert exited_after < SIGKILL_AFTER
-    assert "shut down" in [entry["message"] for entry in log_entries(service.log)]
+    assert unexpected == []
+    assert "shut down" in [entry["message"] for entry in entries]
