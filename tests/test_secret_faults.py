@@ -29,7 +29,10 @@ FAULTS: dict[str, list[str]] = {
     "missing": ["not found", f"project {PROJECT}", "gcloud secrets create missing"],
     "corrupt": ["CRC32C"],
     "empty": ["secret empty is empty"],
-    "disabled": ["secrets/disabled/versions/latest] is in DISABLED state"],
+    "disabled": [
+        "secret disabled version latest is in DISABLED state",
+        "gcloud secrets versions enable VERSION --secret=disabled",
+    ],
 }
 UNAVAILABLE_READS = 2
 STATE = {

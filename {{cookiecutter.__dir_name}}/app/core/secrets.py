@@ -83,6 +83,14 @@ def access_secret_version(source: SecretSource) -> str:
             f"{source.secret} --project={project} --member=serviceAccount:SA_EMAIL "
             "--role=roles/secretmanager.secretAccessor"
         ) from None
+    except exceptions.BadRequest as error:  # FailedPrecondition over gRPC: a disabled version
+        if "DISABLED state" not in str(error):
+            raise SecretUnavailable(f"Secret Manager refused {name}: {error.message}") from None
+        raise SecretUnavailable(
+            f"secret {source.secret} version {source.version} is in DISABLED state in project "
+            f"{project}: enable it (gcloud secrets versions enable VERSION --secret="
+            f"{source.secret} --project={project}) or add a new version"
+        ) from None
     except exceptions.GoogleAPIError as error:
         raise SecretUnavailable(f"Secret Manager failed for {source.secret}: {error}") from None
     payload = response.payload
