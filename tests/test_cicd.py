@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,26 +148,36 @@ def test_workflows_pass_zizmor_offline(github_project: Path) -> None:
 
 
 def test_every_action_is_pinned_to_a_commit_sha_with_its_version(github_project: Path) -> None:
-    """A tag can be moved to other code; a full SHA cannot. The comment says which release."""
+    """A tag can be moved to other code; a full SHA cannot. The comment says which release.
+    This repository's own workflows (`$/...`) are the commit being run, so they need no pin."""
     for workflow in workflows(github_project):
         uses = [line for line in workflow.read_text().splitlines() if "uses:" in line]
         assert uses, workflow
         for line in uses:
+            if line.split("uses:", 1)[1].strip().startswith("$/.github/workflows/"):
+                continue
             assert PINNED_USES.match(line), f"{workflow.name}: {line.strip()}"
 
 
 def test_workflows_grant_least_privilege_and_time_out(github_project: Path) -> None:
-    """No permission by default; each job asks for what it needs, and none can hang for 6 h."""
+    """No permission by default; each job asks for what it needs, and none can hang for 6 h (a
+    job that calls a workflow takes its jobs' time limits)."""
     needs = {
-        "ci.yml": {"contents": "read"},
-        "deploy.yml": {"contents": "read", "id-token": "write"},
+        ("ci.yml", "test"): {"contents": "read"},
+        ("deploy.yml", "test"): {"contents": "read"},
+        ("deploy.yml", "setup-needed"): {},
+        ("deploy.yml", "deploy"): {"contents": "read", "id-token": "write"},
     }
+    seen = set()
     for workflow in workflows(github_project):
         data = yaml.safe_load(workflow.read_text())
         assert data["permissions"] == {}, workflow.name
-        for job in data["jobs"].values():
-            assert job["permissions"] == needs[workflow.name]
-            assert 0 < job["timeout-minutes"] <= 30
+        for name, job in data["jobs"].items():
+            seen.add((workflow.name, name))
+            assert job["permissions"] == needs[workflow.name, name]
+            if "uses" not in job:
+                assert 0 < job["timeout-minutes"] <= 30
+    assert seen == set(needs)
 
 
 def test_ci_runs_make_lint_test_on_the_chosen_python(bake_once: Bake) -> None:
@@ -186,12 +197,113 @@ def test_deploy_workflow_uses_wif_and_deploy_sh(github_project: Path) -> None:
     data = yaml.safe_load((github_project / ".github/workflows/deploy.yml").read_text())
     assert data[True]["push"] == {"branches": ["main"]}
     assert "workflow_dispatch" in data[True]
-    (job,) = data["jobs"].values()
+    job = data["jobs"]["deploy"]
     auth = next(
         step for step in job["steps"] if "google-github-actions/auth" in step.get("uses", "")
     )
     assert set(auth["with"]) == {"workload_identity_provider", "service_account"}  # no JSON key
     assert job["steps"][-1]["run"].startswith("./deploy.sh")
+
+
+GITHUB_CONDITION = re.compile(r"vars\.(\w+) (==|!=) ''|&&|\|\|")
+
+
+def job_runs(condition: str, variables: dict[str, str]) -> bool:
+    """Evaluate a job's `if:` made of `vars.X == ''` / `vars.X != ''`, && and || (GitHub's
+    precedence: && before ||). An unset repository variable reads as ''."""
+    tokens = [
+        match.group(0) if match.group(1) is None
+        else (variables.get(match.group(1), "") == "") == (match.group(2) == "==")
+        for match in GITHUB_CONDITION.finditer(condition)
+    ]  # fmt: skip
+    assert GITHUB_CONDITION.sub("", condition).strip() == "", condition
+    alternatives, current = [], True
+    for part in tokens:
+        if part == "||":
+            alternatives.append(current)
+            current = True
+        elif part != "&&":
+            current = current and bool(part)
+    return any([*alternatives, current])
+
+
+def test_deploy_waits_for_the_tests(github_project: Path) -> None:
+    """A push to main deploys only after ci.yml, called as the `test` job, passed; ci.yml is
+    callable, and its concurrency group differs between its own run and the one inside Deploy,
+    so the two runs of one push cannot cancel each other."""
+    ci = yaml.safe_load((github_project / ".github/workflows/ci.yml").read_text())
+    deploy = yaml.safe_load((github_project / ".github/workflows/deploy.yml").read_text())
+    assert "workflow_call" in ci[True]
+    assert {"pull_request", "push"} <= set(ci[True])
+    assert deploy["jobs"]["test"]["uses"] in {
+        "./.github/workflows/ci.yml",
+        "$/.github/workflows/ci.yml",
+    }
+    for name in ("deploy", "setup-needed"):
+        assert deploy["jobs"][name]["needs"] == "test"
+        # A custom `if:` without status functions still needs success() of `needs`.
+        assert not re.search(r"always\(\)|failure\(\)|cancelled\(\)", deploy["jobs"][name]["if"])
+    group = ci["concurrency"]["group"]
+    assert "${{ github.workflow }}" in group  # "CI" on its own, the caller's name when called
+    assert group.replace("${{ github.workflow }}", "CI") != group.replace(
+        "${{ github.workflow }}", deploy["name"]
+    )
+    assert ci["concurrency"]["group"] != deploy["concurrency"]["group"]
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{}, {"GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/x"},
+     {"GCP_DEPLOYER_SERVICE_ACCOUNT": "d@p.iam.gserviceaccount.com"},
+     {"GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/x",
+      "GCP_DEPLOYER_SERVICE_ACCOUNT": "d@p.iam.gserviceaccount.com"}],
+    ids=["none-set", "provider-only", "account-only", "both-set"],
+)  # fmt: skip
+def test_deploy_is_skipped_with_a_notice_until_wif_is_set_up(
+    github_project: Path, variables: dict[str, str]
+) -> None:
+    """Before the one-time WIF setup a push to main must not fail: the deploy job runs only when
+    both repository variables are set, and otherwise a job says what to set."""
+    jobs = yaml.safe_load((github_project / ".github/workflows/deploy.yml").read_text())["jobs"]
+    configured = len(variables) == 2
+    assert job_runs(jobs["deploy"]["if"], variables) is configured
+    assert job_runs(jobs["setup-needed"]["if"], variables) is not configured
+    notice = jobs["setup-needed"]["steps"][0]["run"]
+    assert notice.startswith('echo "::warning title=Deploy skipped::')
+    for name in ("GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_DEPLOYER_SERVICE_ACCOUNT",
+                 "scripts/setup-github-wif.sh"):  # fmt: skip
+        assert name in notice
+
+
+# --- Generated dev loop: Makefile and pyproject.toml ---------------------------------------
+
+
+def test_make_run_reloads_on_app_changes_only(github_project: Path) -> None:
+    """uvicorn --reload polls every file under its reload dirs; over the whole tree (.venv
+    included) it costs CPU while idle, so `make run` watches app/ only."""
+    result = subprocess.run(
+        ["make", "-n", "run", "VENV=/nonexistent-venv"],
+        cwd=github_project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (command,) = [line for line in result.stdout.splitlines() if "uvicorn" in line]
+    argv = shlex.split(command)
+    assert "--reload" in argv
+    assert argv[argv.index("--reload-dir") + 1] == "app"
+    assert argv.count("--reload-dir") == 1
+
+
+@pytest.mark.parametrize("python_version", ["3.13", "3.12", "3.11"])
+def test_pyproject_supports_every_python_the_template_offers(
+    bake_once: Bake, python_version: str
+) -> None:
+    """The code runs on 3.11 to 3.13 whatever the container uses, so requires-python, ruff's
+    target and mypy's python_version all say 3.11; only the Dockerfile and CI follow the answer."""
+    project = bake_once(python_version=python_version)
+    data = tomllib.loads((project / "pyproject.toml").read_text())
+    assert data["project"]["requires-python"] == ">=3.11"
+    assert data["tool"]["ruff"]["target-version"] == "py311"
+    assert data["tool"]["mypy"]["python_version"] == "3.11"
+    assert f"FROM python:{python_version}-slim" in (project / "Dockerfile").read_text()
 
 
 # --- scripts/setup-github-wif.sh -----------------------------------------------------------

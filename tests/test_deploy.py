@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,6 +223,73 @@ def test_builds_remotely_when_docker_is_missing(bake_once: Bake, sandbox: Sandbo
     assert "cloudbuild.googleapis.com" in run.call("gcloud", "services", "enable")["argv"]
 
 
+BUILD_ACCOUNT = "123456789012-compute@developer.gserviceaccount.com"  # the stand-in's answer
+BUILD_GRANTS = {
+    ("artifacts", "repositories", "add-iam-policy-binding"): "roles/artifactregistry.writer",
+    ("projects", "add-iam-policy-binding"): "roles/logging.logWriter",
+    ("storage", "buckets", "add-iam-policy-binding"): "roles/storage.objectViewer",
+}
+
+
+def printed_gcloud_lines(text: str) -> list[list[str]]:
+    """The gcloud commands a message tells the user to run, one per line, as argv."""
+    return [shlex.split(line)[1:] for line in text.splitlines() if line.startswith("  gcloud ")]
+
+
+def test_remote_build_names_the_account_that_builds(bake_once: Bake, sandbox: Sandboxes) -> None:
+    """--build cloud looks up Cloud Build's default service account and says which it is."""
+    run = sandbox(docker=False).run(bake_once(), OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 0, run.stderr
+    lookup = run.call("gcloud", "builds", "get-default-service-account")["argv"]
+    assert flag_value(lookup, "project") == "my-gcp-project"
+    assert run.index("gcloud", "builds", "get-default-service-account") < run.index(
+        "gcloud", "builds", "submit"
+    )
+    assert f"Cloud Build builds as {BUILD_ACCOUNT}." in run.stdout
+
+
+def test_failed_remote_build_prints_the_grants_its_account_needs(
+    bake_once: Bake, sandbox: Sandboxes
+) -> None:
+    """Projects made since 2024 build as the Compute Engine default account, often without the
+    roles a build needs: a failed build stops before the deploy and prints, for that account, the
+    exact grants (image repository, build log, uploaded source)."""
+    run = sandbox(docker=False).run(
+        bake_once(), "--region=europe-west1", OPENAI_API_KEY=TEST_KEY, STANDIN_BUILD_FAILS="1"
+    )
+    assert run.returncode == 1
+    assert "the Cloud Build build failed" in run.stderr
+    assert "gcloud builds get-default-service-account --project=my-gcp-project" in run.stderr
+    assert not any(argv[:2] == ["run", "deploy"] for argv in run.argvs())
+    grants = printed_gcloud_lines(run.stderr)
+    roles = {}
+    for argv in grants:
+        command = next(key for key in BUILD_GRANTS if tuple(argv[: len(key)]) == key)
+        roles[command] = flag_value(argv, "role")
+        assert flag_value(argv, "member") == f"serviceAccount:{BUILD_ACCOUNT}"
+    assert roles == BUILD_GRANTS
+    repo_grant = next(argv for argv in grants if argv[0] == "artifacts")
+    assert repo_grant[3] == "cloud-run"
+    assert flag_value(repo_grant, "location") == "europe-west1"
+    bucket_grant = next(argv for argv in grants if argv[0] == "storage")
+    assert bucket_grant[3] == "gs://my-gcp-project_cloudbuild"
+
+
+@pytest.mark.parametrize(
+    ("ci_provider", "enabled"), [("cloud-build", True), ("github-actions", False), ("none", False)]
+)
+def test_cloud_build_api_is_enabled_for_cloudbuild_yaml_even_after_a_local_build(
+    bake_once: Bake, sandbox: Sandboxes, ci_provider: str, enabled: bool
+) -> None:
+    """With ci_provider=cloud-build the next step is `gcloud builds submit --config
+    cloudbuild.yaml`, so the Cloud Build API is enabled even when docker built the image."""
+    run = sandbox().run(bake_once(ci_provider=ci_provider), OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 0, run.stderr
+    assert run.argvs("docker")  # built locally
+    apis = run.call("gcloud", "services", "enable")["argv"]
+    assert ("cloudbuild.googleapis.com" in apis) is enabled
+
+
 def test_local_build_without_docker_says_what_to_do(bake_once: Bake, sandbox: Sandboxes) -> None:
     """--build local with no docker stops in preflight, pointing at Docker and --build cloud."""
     run = sandbox(docker=False).run(bake_once(), "--build", "local", OPENAI_API_KEY=TEST_KEY)
@@ -410,22 +478,144 @@ def test_flags_win_over_environment_variables_over_answers(
     )
 
 
-def test_image_tag_is_the_git_commit(bake: Bake, sandbox: Sandboxes) -> None:
-    """Inside a git checkout the image is tagged with the short commit sha."""
-    project = bake(service_name="tagged-service")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
-    sha = subprocess.run(
+def test_env_flags_add_runtime_settings_to_the_deploy(
+    bake_once: Bake, sandbox: Sandboxes, tmp_path: Path
+) -> None:
+    """--env KEY=VALUE (repeatable) is appended, in order, to deploy.sh's own --set-env-vars value;
+    values with spaces, = and shell characters pass through literally, never evaluated."""
+    marker = tmp_path / "pwned"
+    run = sandbox().run(
+        bake_once(client_auth="api-key"),
+        "--env", "OPENAI_MODEL=gpt-4o",
+        "--env=RATE_LIMIT_PER_MINUTE=30",
+        "--env", "OPENAI_BASE_URL=https://proxy.example.com/v1?a=b",
+        "--env", f"LOG_LEVEL=$(touch {marker}) `id`",
+        OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "set-env-vars").split(",") == [
+        "GOOGLE_CLOUD_PROJECT=my-gcp-project",
+        "CLIENT_API_KEYS_FILE=/secrets/client-api-keys/keys",
+        "OPENAI_MODEL=gpt-4o",
+        "RATE_LIMIT_PER_MINUTE=30",
+        "OPENAI_BASE_URL=https://proxy.example.com/v1?a=b",
+        f"LOG_LEVEL=$(touch {marker}) `id`",
+    ]
+    assert "Runtime settings (--env, DEPLOY_ENV): OPENAI_MODEL RATE_LIMIT_PER_MINUTE" in run.stdout
+    assert not marker.exists()
+
+
+def test_deploy_env_in_the_script_is_set_on_every_deploy(
+    bake_once: Bake, sandbox: Sandboxes, tmp_path: Path
+) -> None:
+    """DEPLOY_ENV at the top of deploy.sh holds settings for every deploy (CI's too, which passes
+    no --env); --env adds to it and is checked the same way."""
+    project = tmp_path / "my-service"
+    shutil.copytree(bake_once(), project)
+    script = project / "deploy.sh"
+    script.write_text(
+        script.read_text().replace("\nDEPLOY_ENV=()\n", "\nDEPLOY_ENV=(OPENAI_MAX_TOKENS=512)\n", 1)
+    )
+    box = sandbox()
+    run = box.run(project, "--env", "OPENAI_MODEL=gpt-4o", OPENAI_API_KEY=TEST_KEY)
+    assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "set-env-vars") == (
+        "GOOGLE_CLOUD_PROJECT=my-gcp-project,OPENAI_MAX_TOKENS=512,OPENAI_MODEL=gpt-4o"
+    )
+    twice = box.run(project, "--env", "OPENAI_MAX_TOKENS=100")
+    assert twice.returncode == 1
+    assert "OPENAI_MAX_TOKENS is given twice" in twice.stderr
+    assert twice.calls == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        (f"OPENAI_API_KEY={TEST_KEY}", "OPENAI_API_KEY is a secret"),
+        ("CLIENT_API_KEYS=client-key-alpha-42", "CLIENT_API_KEYS are secrets"),
+        (f"OPENAI_KEY_COPY={TEST_KEY}", "looks like an OpenAI API key"),
+    ],
+    ids=["openai-key", "client-keys", "key-shaped-value"],
+)
+def test_env_refuses_secrets_and_points_at_secret_manager(
+    bake_once: Bake, sandbox: Sandboxes, setting: str, says: str
+) -> None:
+    """Keys never become plain environment variables (visible in the console, in `describe` and
+    in CI logs): refused with the secret to use instead, and the value is never echoed."""
+    run = sandbox().run(bake_once(client_auth="api-key"), "--env", setting, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert says in run.stderr
+    assert "Secret Manager" in run.stderr
+    if setting.startswith("OPENAI_API_KEY="):
+        assert "secret openai-api-key, --secret" in run.stderr
+    if setting.startswith("CLIENT_API_KEYS="):
+        assert "secret my-service-client-api-keys" in run.stderr
+    value = setting.split("=", 1)[1]
+    assert value not in run.stdout + run.stderr
+    assert run.calls == []
+
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+TIMESTAMP = r"\d{8}-\d{6}"
+
+
+def commit_all(repo: Path) -> str:
+    """git init (if needed), add and commit everything in repo; return the short sha."""
+    if not (repo / ".git").exists():
+        subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "commit"], cwd=repo, check=True)
+    return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    run = sandbox().run(project, OPENAI_API_KEY=TEST_KEY)
-    assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "image").endswith(f":{sha}")
+        cwd=repo, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def deployed_tag(run: Deploy) -> str:
+    assert run.returncode == 0, run.stderr
+    return flag_value(run.call("gcloud", "run", "deploy")["argv"], "image").rsplit(":", 1)[1]
+
+
+def test_image_tag_is_the_git_commit(bake: Bake, sandbox: Sandboxes) -> None:
+    """The repo's own clean checkout: the image is tagged with the short commit sha."""
+    project = bake(service_name="tagged-service")
+    sha = commit_all(project)
+    assert deployed_tag(sandbox().run(project, OPENAI_API_KEY=TEST_KEY)) == sha
+
+
+def test_image_tag_marks_uncommitted_changes(bake: Bake, sandbox: Sandboxes) -> None:
+    """Uncommitted changes are in the image but not in the commit: sha-dirty-TIME, so the tag
+    never claims a commit that does not hold what was deployed."""
+    project = bake(service_name="dirty-service")
+    sha = commit_all(project)
+    (project / "app" / "extra.py").write_text("EXTRA = 1\n")
+    tag = deployed_tag(sandbox().run(project, OPENAI_API_KEY=TEST_KEY))
+    assert re.fullmatch(rf"{sha}-dirty-{TIMESTAMP}", tag), tag
+
+
+def test_image_tag_ignores_a_parent_repository(
+    bake_once: Bake, sandbox: Sandboxes, tmp_path: Path
+) -> None:
+    """A generated repo inside another repository (e.g. build/my-service) is tagged with the time,
+    never with the parent's sha, which names code that is not the deployed service."""
+    parent = tmp_path / "parent"
+    project = parent / "build" / "my-service"
+    shutil.copytree(bake_once(), project)
+    parent_sha = commit_all(parent)
+    tag = deployed_tag(sandbox().run(project, OPENAI_API_KEY=TEST_KEY))
+    assert parent_sha not in tag
+    assert re.fullmatch(TIMESTAMP, tag), tag
+
+
+def test_image_tag_outside_git_is_the_time(
+    bake_once: Bake, sandbox: Sandboxes, tmp_path: Path
+) -> None:
+    """No repository at all: a UTC timestamp."""
+    project = tmp_path / "plain" / "my-service"
+    shutil.copytree(bake_once(), project)
+    tag = deployed_tag(
+        sandbox().run(project, OPENAI_API_KEY=TEST_KEY, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    )
+    assert re.fullmatch(TIMESTAMP, tag), tag
 
 
 def test_dry_run_prints_quoted_commands_and_runs_none(bake_once: Bake, sandbox: Sandboxes) -> None:
@@ -454,7 +644,7 @@ def test_help_documents_every_option_and_variable(bake_once: Bake, sandbox: Sand
         "CLIENT_KEYS_SECRET_NAME", "OPENAI_API_KEY", "CLIENT_API_KEYS", "--project", "--region",
         "--service", "--service-account", "--secret", "--secret-version", "--repo",
         "--min-instances", "--max-instances", "--client-keys-secret", "--build", "--dry-run",
-        "bash 4",
+        "--env KEY=VALUE", "DEPLOY_ENV", "bash 4",
     ):  # fmt: skip
         assert word in run.stdout
     assert run.calls == []
@@ -532,9 +722,26 @@ def test_rejects_hostile_or_invalid_override_before_running_anything(
         ["--min-instances=6", "--max-instances=5"],
         ["--build=remote"],
         ["--client-keys-secret", "keys;touch {marker}"],
+        ["--env", "lower_case=1"],
+        ["--env", "1ABC=1"],
+        ["--env", "NO_EQUALS_SIGN"],
+        ["--env", "A-B=1"],
+        ["--env", "OPENAI_MODEL=gpt-4o,OPENAI_API_KEY=sk-smuggled"],
+        ["--env", "OPENAI_MODEL=gpt-4o\nOPENAI_API_KEY=x"],
+        ["--env", "OPENAI_MODEL=\u200bgpt-4o\t"],
+        ["--env", "MODEL\u0130=x"],
+        ["--env", "X=1;touch {marker}", "--env", "$(touch {marker})=1"],
+        ["--env", "PORT=9090"],
+        ["--env", "K_SERVICE=x"],
+        ["--env", "GOOGLE_CLOUD_PROJECT=other-project"],
+        ["--env", "CLIENT_API_KEYS_FILE=/etc/passwd"],
+        ["--env", "--project=other-project"],
     ],
-    ids=["region", "min-above-max", "build", "client-keys-secret"],
-)
+    ids=["region", "min-above-max", "build", "client-keys-secret", "env-lower-case",
+         "env-leading-digit", "env-no-equals", "env-hyphen", "env-comma-smuggling",
+         "env-newline", "env-tab", "env-unicode-key", "env-injection", "env-port",
+         "env-k-service", "env-own-variable", "env-own-file", "env-option"],
+)  # fmt: skip
 def test_rejects_invalid_flag_values_before_running_anything(
     bake_once: Bake, sandbox: Sandboxes, tmp_path: Path, args: list[str]
 ) -> None:
@@ -652,9 +859,14 @@ COMBINATIONS = {
 }
 
 
+COMBINATIONS_BY_PATH: dict[Path, str] = {}
+
+
 @pytest.fixture(scope="session", params=sorted(COMBINATIONS))
 def combination(request: pytest.FixtureRequest, bake_once: Bake) -> Path:
-    return bake_once(**COMBINATIONS[request.param])
+    project = bake_once(**COMBINATIONS[request.param])
+    COMBINATIONS_BY_PATH[project] = request.param
+    return project
 
 
 def test_rendered_scripts_pass_shellcheck_and_bash_n(combination: Path) -> None:
@@ -668,6 +880,29 @@ def test_rendered_scripts_pass_shellcheck_and_bash_n(combination: Path) -> None:
     assert result.returncode == 0, result.stdout
     subprocess.run(["bash", "-n", "deploy.sh"], cwd=combination, check=True)
     assert os.access(combination / "deploy.sh", os.X_OK)
+
+
+# Jinja statement and comment delimiters (bash's `${#var}` is not one), and the raw markers' words.
+TEMPLATE_RESIDUE = re.compile(r"\{%|%\}|(?<!\$)\{#|#\}|\bend ?raw\b")
+
+
+def test_rendered_scripts_leave_no_template_residue(combination: Path) -> None:
+    """The Jinja raw markers around the bash leave no trace: no stray `#` line, no trailing
+    whitespace, no marker text, in deploy.sh and in every script under scripts/."""
+    scripts = [combination / "deploy.sh", *sorted((combination / "scripts").glob("*.sh"))]
+    if COMBINATIONS_BY_PATH.get(combination) == "iam-github-actions":
+        assert combination / "scripts" / "setup-github-wif.sh" in scripts
+    residue = [
+        f"{script.relative_to(combination)}:{number}: {line!r}"
+        for script in scripts
+        for number, line in enumerate(script.read_text().splitlines(), 1)
+        if line != line.rstrip() or line.strip() == "#" or TEMPLATE_RESIDUE.search(line)
+    ]
+    assert residue == []
+    for script in scripts:
+        text = script.read_text()
+        assert text.endswith("\n")
+        assert not text.endswith("\n\n")
 
 
 def test_rendered_defaults_pass_deploy_validation(combination: Path, sandbox: Sandboxes) -> None:
@@ -700,20 +935,30 @@ def replay(gcloud: str, argv: list[str], cwd: Path, scratch: Path) -> tuple[int,
 def recorded_gcloud_lines(
     bake_once: Bake, system_bin: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, list[list[str]]]:
-    """Every distinct gcloud command line of the scenarios: each mode, remote build, rerun."""
+    """Every distinct gcloud command line of the scenarios: each mode, remote build, rerun,
+    runtime settings (--env), and the grants a failed remote build tells the user to run."""
     root = tmp_path_factory.mktemp("recorded")
     lines: list[list[str]] = []
-    for number, (answers, docker) in enumerate(
-        [({"client_auth": "iam"}, True), ({"client_auth": "api-key"}, False),
-         ({"client_auth": "none"}, True)]
+    settings = [
+        "--env", "OPENAI_MODEL=gpt-4o", "--env=RATE_LIMIT_PER_MINUTE=30",
+        "--env", "OPENAI_MAX_TOKENS=512", "--env", "OPENAI_BASE_URL=https://x.example/v1",
+    ]  # fmt: skip
+    for number, (answers, docker, args) in enumerate(
+        [({"client_auth": "iam"}, True, settings), ({"client_auth": "api-key"}, False, settings),
+         ({"client_auth": "none", "ci_provider": "cloud-build"}, True, [])]
     ):  # fmt: skip
         box = Sandbox(root / str(number), system_bin, docker)
         for _ in range(2):  # fresh, then rerun
             run = box.run(
-                bake_once(**answers), OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS
+                bake_once(**answers), *args, OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS
             )
             assert run.returncode == 0, run.stderr
             lines += [argv for argv in run.argvs() if argv not in lines]
+    failed = Sandbox(root / "failed-build", system_bin, False).run(
+        bake_once(), OPENAI_API_KEY=TEST_KEY, STANDIN_BUILD_FAILS="1"
+    )
+    assert failed.returncode == 1
+    lines += printed_gcloud_lines(failed.stderr)
     return bake_once(client_auth="api-key"), lines
 
 
@@ -725,7 +970,10 @@ def test_every_recorded_gcloud_line_passes_the_real_parser(
     validation error, so the flags and values deploy.sh uses are ones gcloud accepts."""
     project, lines = recorded_gcloud_lines
     assert any(line[:2] == ["builds", "submit"] for line in lines)
+    assert any(line[:2] == ["builds", "get-default-service-account"] for line in lines)
     assert any(line[:3] == ["secrets", "versions", "describe"] for line in lines)
+    assert any("OPENAI_MODEL=gpt-4o" in arg for line in lines for arg in line)
+    assert any(line[:3] == ["storage", "buckets", "add-iam-policy-binding"] for line in lines)
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(lambda argv: replay(real_gcloud, argv, project, tmp_path), lines))
     failures = [
@@ -735,6 +983,129 @@ def test_every_recorded_gcloud_line_passes_the_real_parser(
     ]
     assert failures == []
     assert any(code == 0 for code, _ in outcomes)  # auth configure-docker / auth list succeed
+
+
+# --- The README's deploy instructions ---------------------------------------------------------
+
+
+def readme_section(project: Path, heading: str) -> str:
+    text = (project / "README.md").read_text()
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def readme_gcloud_lines(text: str) -> list[list[str]]:
+    """Every gcloud command in the README's bash blocks, as argv: continuation lines joined,
+    comments dropped, `VAR=$(gcloud ...)` and `... | gcloud ...` unwrapped, $BUILD_SA filled in."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line.strip())
+            if match := re.fullmatch(r"\w+=\$\((gcloud .*)\)", line):
+                line = match.group(1)
+            line = line.rsplit("| ", 1)[-1]
+            if line.startswith("gcloud "):
+                line = line.replace("$BUILD_SA", BUILD_ACCOUNT)
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_readme_calls_the_local_service_first(bake_once: Bake) -> None:
+    """client_auth=iam: the first commands work against `make run`; the identity token (which
+    prints a long error without a deployed service) is marked for the deployed service only."""
+    section = readme_section(bake_once(client_auth="iam"), "Call the service")
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert block
+    lines = block.group(1).splitlines()
+    assert lines[0].startswith("URL=http://127.0.0.1:8080")
+    assert lines[1].startswith("AUTH=")
+    assert "gcloud" not in lines[1]
+    token = next(n for n, line in enumerate(lines) if "print-identity-token" in line)
+    assert lines[token].startswith("# ")
+    assert "Deployed service only" in lines[token - 2]
+    assert all('-H "$AUTH"' in line for line in lines if line.startswith("curl"))
+
+
+def test_readme_documents_runtime_settings_and_replaced_variables(bake_once: Bake) -> None:
+    """The README says that each deploy replaces the service's variables (console edits too)
+    and shows --env / DEPLOY_ENV, with keys refused."""
+    text = " ".join(readme_section(bake_once(), "Deploy to Cloud Run").split())
+    assert "--set-env-vars" in text
+    assert "a variable added in the Cloud console is gone after the next deploy" in text
+    assert "--env OPENAI_MODEL=gpt-4o" in text
+    assert "DEPLOY_ENV=(...)" in text
+    assert "`--env OPENAI_API_KEY=...` and `--env CLIENT_API_KEYS=...` are refused" in text
+
+
+@pytest.mark.parametrize("client_auth", ["iam", "api-key", "none"])
+def test_readme_explains_domain_restricted_sharing_for_public_modes(
+    bake_once: Bake, client_auth: str
+) -> None:
+    """api-key and none deploy with --allow-unauthenticated, which an organisation's Domain
+    Restricted Sharing policy blocks: the README says so and gives the way out."""
+    text = " ".join(
+        readme_section(bake_once(client_auth=client_auth), "Deploy to Cloud Run").split()
+    )
+    public = client_auth != "iam"
+    assert ("Domain Restricted Sharing" in text) is public
+    assert ("--no-invoker-iam-check" in text) is public
+    if public:
+        assert "iam.allowedPolicyMemberDomains" in text
+        assert "policy exception" in text
+
+
+@pytest.mark.parametrize("ci_provider", ["cloud-build", "github-actions"])
+def test_readme_names_the_build_account_and_its_grants(bake_once: Bake, ci_provider: str) -> None:
+    """Remote builds: the README shows how to find the account Cloud Build runs as and grants
+    it exactly the roles a build needs; with cloudbuild.yaml also run.admin and
+    serviceAccountUser on the runtime account only."""
+    project = bake_once(ci_provider=ci_provider)
+    deploy = readme_gcloud_lines(readme_section(project, "Deploy to Cloud Run"))
+    assert ["builds", "get-default-service-account", "--project=my-gcp-project",
+            "--format=value(serviceAccountEmail)"] in deploy  # fmt: skip
+    granted = {
+        key: flag_value(argv, "role")
+        for argv in deploy
+        for key in BUILD_GRANTS
+        if tuple(argv[: len(key)]) == key and f"--member=serviceAccount:{BUILD_ACCOUNT}" in argv
+    }
+    assert granted == BUILD_GRANTS
+    cicd = readme_gcloud_lines(readme_section(project, "CI/CD"))
+    roles = {flag_value(argv, "role"): argv for argv in cicd if any("--role=" in a for a in argv)}
+    if ci_provider == "cloud-build":
+        assert set(roles) == {"roles/run.admin", "roles/iam.serviceAccountUser"}
+        assert roles["roles/iam.serviceAccountUser"][:4] == [
+            "iam", "service-accounts", "add-iam-policy-binding",
+            "my-service@my-gcp-project.iam.gserviceaccount.com",
+        ]  # fmt: skip
+    else:
+        assert roles == {}
+
+
+@pytest.mark.gcloud
+@pytest.mark.parametrize(
+    "answers",
+    [{"client_auth": "iam", "ci_provider": "cloud-build"},
+     {"client_auth": "api-key", "ci_provider": "github-actions"},
+     {"client_auth": "none", "ci_provider": "none"}],
+    ids=["iam-cloud-build", "api-key-github-actions", "none-no-ci"],
+)  # fmt: skip
+def test_readme_gcloud_commands_pass_the_real_parser(
+    real_gcloud: str, bake_once: Bake, tmp_path: Path, answers: dict[str, str]
+) -> None:
+    """Every gcloud command the README tells the user to run parses for real."""
+    project = bake_once(**answers)
+    lines = readme_gcloud_lines((project / "README.md").read_text())
+    assert len(lines) >= 6
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda argv: replay(real_gcloud, argv, project, tmp_path), lines))
+    failures = [
+        (shlex.join(argv), code, stderr.strip().splitlines()[:3])
+        for argv, (code, stderr) in zip(lines, outcomes, strict=True)
+        if not (code == 0 or (code == 1 and NO_ACCOUNT in stderr))
+    ]
+    assert failures == []
 
 
 @pytest.mark.gcloud

@@ -22,6 +22,12 @@ DEFAULT_MAX_INSTANCES='{{ cookiecutter.max_instances }}'
 DEFAULT_CLIENT_KEYS_SECRET_NAME='{{ cookiecutter.__client_keys_secret }}'
 # Chosen when the repo was generated: the service's code differs per mode, so no override.
 CLIENT_AUTH='{{ cookiecutter.client_auth }}'
+CI_PROVIDER='{{ cookiecutter.ci_provider }}'
+# Runtime settings for every deploy (CI's too), as KEY=VALUE with the rules of --env, e.g.
+# DEPLOY_ENV=(OPENAI_MODEL=gpt-4o RATE_LIMIT_PER_MINUTE=30). Each deploy replaces the service's
+# variables (--set-env-vars), so one set in the console is gone after the next deploy: keep them
+# here instead. Never a key or other secret: those belong in Secret Manager.
+DEPLOY_ENV=()
 {#- Everything below is bash that Jinja must leave alone (${#var}, {{ in heredocs). -#}
 {% raw %}
 
@@ -52,6 +58,12 @@ Options (each also read from the environment variable named in brackets; a flag 
                             (client_auth=api-key only; this repo: client_auth=$CLIENT_AUTH)
   --build local|cloud       build with local docker, or remotely with Cloud Build
                             (default: local when docker is on PATH, else cloud)
+  --env KEY=VALUE           a runtime setting for the service, e.g. --env OPENAI_MODEL=gpt-4o
+                            (repeatable; added to DEPLOY_ENV at the top of deploy.sh). KEY is
+                            upper case ([A-Z_][A-Z0-9_]*), VALUE has no comma. Every deploy sets
+                            the service's variables to exactly these plus deploy.sh's own, so
+                            one set in the console is replaced. Never a key: OPENAI_API_KEY and
+                            CLIENT_API_KEYS come from Secret Manager, not from here.
   --dry-run                 print every command, shell-quoted, and run none
   -h, --help                show this help
 
@@ -63,6 +75,7 @@ Examples:
   ./deploy.sh
   OPENAI_API_KEY="\$(cat ~/openai.key)" ./deploy.sh --region europe-west1
   ./deploy.sh --dry-run --build cloud
+  ./deploy.sh --env OPENAI_MODEL=gpt-4o --env RATE_LIMIT_PER_MINUTE=30
 EOF
 }
 
@@ -152,6 +165,72 @@ ensure_secret() {
   fi
 }
 
+# validate_env KEY=VALUE: a runtime setting from --env or DEPLOY_ENV. Secrets never go this way
+# (they would show in the console, in `gcloud run services describe` and in CI logs), nor the
+# variables deploy.sh or Cloud Run set. Values are never printed: one might be a pasted key.
+declare -A env_keys=()
+validate_env() {
+  local setting=$1 key value problem=
+  key=${setting%%=*}
+  value=${setting#*=}
+  if [[ ! $setting =~ ^[A-Z_][A-Z0-9_]*= ]]; then
+    printf -- '--env (or DEPLOY_ENV): a setting is not KEY=VALUE with KEY of [A-Z_][A-Z0-9_]*, e.g. OPENAI_MODEL=gpt-4o (the value is not shown)\n' >&2
+    return 1
+  fi
+  case $key in
+    OPENAI_API_KEY) problem="is a secret: deploy.sh gives it to the service from Secret Manager (secret $SECRET_NAME, --secret; rotate it with gcloud secrets versions add $SECRET_NAME --data-file=-)" ;;
+    CLIENT_API_KEYS) problem="are secrets: in client_auth=api-key they come from Secret Manager (secret $CLIENT_KEYS_SECRET_NAME, --client-keys-secret; add keys with gcloud secrets versions add $CLIENT_KEYS_SECRET_NAME --data-file=-)" ;;
+    GOOGLE_CLOUD_PROJECT | CLIENT_API_KEYS_FILE) problem="is set by deploy.sh itself" ;;
+    PORT | K_SERVICE | K_REVISION | K_CONFIGURATION) problem="is reserved by Cloud Run" ;;
+    *)
+      if [[ $value == *,* ]]; then
+        problem="has a comma in its value, which --set-env-vars would read as the start of another setting"
+      elif [[ $value == *[[:cntrl:]]* ]]; then
+        problem="has a control character (newline, tab, ...) in its value"
+      elif [[ $value == sk-* ]]; then
+        problem="has a value that looks like an OpenAI API key; keys belong in Secret Manager"
+      elif [[ -n ${env_keys[$key]:-} ]]; then
+        problem="is given twice"
+      fi ;;
+  esac
+  env_keys[$key]=1
+  [[ -z $problem ]] && return 0
+  printf -- '--env (or DEPLOY_ENV): %s %s\n' "$key" "$problem" >&2
+  return 1
+}
+
+# image_tag: the short commit sha when this folder is the top of a clean git checkout; with
+# uncommitted changes the sha plus -dirty-TIME (the image holds more than the commit); outside git,
+# or in a repository this folder merely sits in (a parent's sha would name code that is not
+# deployed), the UTC time.
+image_tag() {
+  local stamp top sha
+  stamp=$(date -u +%Y%m%d-%H%M%S)
+  if ! top=$(git rev-parse --show-toplevel 2>/dev/null) || [[ ! $top -ef . ]] ||
+    ! sha=$(git rev-parse --short HEAD 2>/dev/null); then
+    echo "$stamp"
+  elif [[ -n $(git status --porcelain 2>/dev/null) ]]; then
+    echo "$sha-dirty-$stamp"
+  else
+    echo "$sha"
+  fi
+}
+
+# build_grants ACCOUNT: what to grant the account Cloud Build runs as, as commands.
+build_grants() {
+  local member="serviceAccount:$1"
+  cat <<EOF
+Cloud Build runs the build as $1 (gcloud builds get-default-service-account --project=$PROJECT_ID).
+Projects created since 2024 build as the Compute Engine default service account (or one you
+chose), which may lack the roles a build needs. Grant them once, then run deploy.sh again:
+  gcloud artifacts repositories add-iam-policy-binding $ARTIFACT_REGISTRY_REPO --location=$REGION --project=$PROJECT_ID --member=$member --role=roles/artifactregistry.writer
+  gcloud projects add-iam-policy-binding $PROJECT_ID --member=$member --role=roles/logging.logWriter --condition=None
+  gcloud storage buckets add-iam-policy-binding gs://${PROJECT_ID}_cloudbuild --project=$PROJECT_ID --member=$member --role=roles/storage.objectViewer
+(push the image to the repository; write the build log; read the source that gcloud builds submit
+uploads to that bucket). Or build locally with docker: ./deploy.sh --build local
+EOF
+}
+
 # --- Settings: flags, then environment variables, then the template's answers. ---
 PROJECT_ID=${PROJECT_ID:-$DEFAULT_PROJECT_ID}
 REGION=${REGION:-$DEFAULT_REGION}
@@ -165,6 +244,8 @@ MAX_INSTANCES=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
 CLIENT_KEYS_SECRET_NAME=${CLIENT_KEYS_SECRET_NAME:-$DEFAULT_CLIENT_KEYS_SECRET_NAME}
 BUILD=
 DRY_RUN=no
+# ${a[@]+"${a[@]}"}: an empty array under set -u on bash before 4.4.
+EXTRA_ENV=(${DEPLOY_ENV[@]+"${DEPLOY_ENV[@]}"})
 # The secrets stay in this shell: gcloud and docker get them on stdin, not in their environment.
 export -n OPENAI_API_KEY CLIENT_API_KEYS
 
@@ -192,6 +273,7 @@ while (($# > 0)); do
     --max-instances) MAX_INSTANCES=$value ;;
     --client-keys-secret) CLIENT_KEYS_SECRET_NAME=$value ;;
     --build) BUILD=$value ;;
+    --env) EXTRA_ENV+=("$value") ;;
     *) echo "error: unknown option $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -220,6 +302,9 @@ case $BUILD in
   '' | local | cloud) ;;
   *) printf 'BUILD (--build): %q is not local or cloud\n' "$BUILD" >&2; invalid=1 ;;
 esac
+for setting in ${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"}; do
+  validate_env "$setting" || invalid=1
+done
 ((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults at the top of deploy.sh)."
 
 if [[ -z $BUILD ]]; then
@@ -228,8 +313,7 @@ if [[ -z $BUILD ]]; then
 fi
 
 REGISTRY="$REGION-docker.pkg.dev"
-# Tag: the commit being deployed, or the time outside a git checkout.
-TAG=$(git rev-parse --short HEAD 2>/dev/null || date -u +%Y%m%d-%H%M%S)
+TAG=$(image_tag)
 IMAGE="$REGISTRY/$PROJECT_ID/$ARTIFACT_REGISTRY_REPO/$SERVICE_NAME:$TAG"
 SERVICE_ACCOUNT="$SERVICE_ACCOUNT_ID@$PROJECT_ID.iam.gserviceaccount.com"
 PROJECT=(--project="$PROJECT_ID")
@@ -265,7 +349,8 @@ fi
 
 step "Enable the APIs"
 apis=(run.googleapis.com artifactregistry.googleapis.com secretmanager.googleapis.com iam.googleapis.com)
-[[ $BUILD == cloud ]] && apis+=(cloudbuild.googleapis.com)
+# Deploys through cloudbuild.yaml (ci_provider=cloud-build) need Cloud Build after a local build too.
+if [[ $BUILD == cloud || $CI_PROVIDER == cloud-build ]]; then apis+=(cloudbuild.googleapis.com); fi
 run gcloud services enable "${apis[@]}" "${PROJECT[@]}"
 
 step "Artifact Registry repository $ARTIFACT_REGISTRY_REPO in $REGION"
@@ -278,7 +363,20 @@ fi
 
 step "Build $IMAGE (linux/amd64, $BUILD)"
 if [[ $BUILD == cloud ]]; then
-  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" .
+  lookup=(gcloud builds get-default-service-account "${PROJECT[@]}"
+    --format='value(serviceAccountEmail)')
+  if [[ $DRY_RUN == yes ]]; then
+    run "${lookup[@]}"
+    build_account=BUILD_ACCOUNT
+  else
+    # projects/PROJECT/serviceAccounts/EMAIL; empty when the lookup is not allowed.
+    build_account=$("${lookup[@]}" 2>/dev/null || true)
+    build_account=${build_account##*/}
+    echo "Cloud Build builds as ${build_account:-its default service account}."
+  fi
+  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" . ||
+    die "the Cloud Build build failed (its log is above)." \
+      "$(build_grants "${build_account:-BUILD_ACCOUNT}")"
 else
   # Cloud Run runs linux/amd64 images only; buildx cross-builds on Apple silicon.
   if docker buildx version >/dev/null 2>&1; then
@@ -343,6 +441,11 @@ case $CLIENT_AUTH in
       --set-secrets="OPENAI_API_KEY=$SECRET_NAME:$SECRET_VERSION,$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest")
     env_vars+=",CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT" ;;
 esac
+# Exactly these variables: --set-env-vars replaces what the service had (console edits too).
+for setting in ${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"}; do
+  env_vars+=",$setting"
+done
+[[ -z ${EXTRA_ENV[*]-} ]] || echo "Runtime settings (--env, DEPLOY_ENV): ${EXTRA_ENV[*]%%=*}"
 deploy+=(--set-env-vars="$env_vars")
 run "${deploy[@]}"
 

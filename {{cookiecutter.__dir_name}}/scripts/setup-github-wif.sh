@@ -18,7 +18,8 @@ CLIENT_AUTH='{{ cookiecutter.client_auth }}'
 # Per service, so several services in one project keep separate providers and deployers.
 DEFAULT_PROVIDER_ID='gh-{{ cookiecutter.service_name[:29].rstrip("-") }}'
 DEFAULT_DEPLOYER_ID='{{ cookiecutter.service_name[:23].rstrip("-") }}-deploy'
-# {% raw %}
+{#- Everything below is bash that Jinja must leave alone. -#}
+{% raw %}
 
 GITHUB_ISSUER=https://token.actions.githubusercontent.com
 
@@ -289,4 +290,4 @@ Actions > Variables; they are identifiers, not secrets), or with the GitHub CLI:
   gh variable set GCP_DEPLOYER_SERVICE_ACCOUNT --repo $GITHUB_REPO --body $DEPLOYER
 Pushes to $DEPLOY_BRANCH then deploy with ./deploy.sh (.github/workflows/deploy.yml).
 EOF
-# {% endraw %}
+{%- endraw %}
