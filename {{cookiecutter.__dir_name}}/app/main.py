@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api.deps import guard_state
 from app.api.errors import install_error_handlers
-from app.api.middleware import BodySizeLimit, TraceContext
+from app.api.middleware import RequestContext
 from app.api.routes import chat, health
 from app.core.config import SERVICE_NAME, get_settings
 from app.core.logging import configure_logging
@@ -48,8 +48,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
-    app.add_middleware(BodySizeLimit)
-    app.add_middleware(TraceContext)
+    app.add_middleware(RequestContext)
     return app
 
 

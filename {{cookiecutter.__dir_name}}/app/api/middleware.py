@@ -9,31 +9,14 @@ from app.api.errors import error_response
 from app.core.logging import current_trace, trace_from_headers
 
 MAX_BODY_BYTES = 1 << 20
+# Methods whose body nobody reads here: their receive channel needs no counting.
+NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class TraceContext:
-    """Lines logged while serving a request carry its trace id (Cloud Logging groups them)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        trace = trace_from_headers(
-            _text(headers.get(b"traceparent")), _text(headers.get(b"x-cloud-trace-context"))
-        )
-        token = current_trace.set(trace)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            current_trace.reset(token)
-
-
-class BodySizeLimit:
-    """413 for bodies over `max_bytes`, whether announced by Content-Length or streamed."""
+class RequestContext:
+    """Per request, in one pass over the headers (this runs on every /health probe too):
+    the trace id that log lines carry, and 413 for bodies over `max_bytes`, whether announced
+    by Content-Length or streamed."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -43,11 +26,27 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if length.isdigit() and int(length) > self.max_bytes:
-            too_large = error_response(413, "body_too_large", self._message())
-            await too_large(scope, receive, send)
-            return
+        traceparent = cloud_trace = length = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"x-cloud-trace-context":
+                cloud_trace = value
+            elif name == b"content-length":
+                length = value
+        token = current_trace.set(trace_from_headers(_text(traceparent), _text(cloud_trace)))
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                too_large = error_response(413, "body_too_large", self._message())
+                await too_large(scope, receive, send)
+            elif scope["method"] in NO_BODY_METHODS:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, self._limited(receive), send)
+        finally:
+            current_trace.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
         received = 0
 
         async def limited() -> Message:
@@ -59,7 +58,7 @@ class BodySizeLimit:
                 raise HTTPException(413, self._message())
             return message
 
-        await self.app(scope, limited, send)
+        return limited
 
     def _message(self) -> str:
         return f"request body larger than {self.max_bytes} bytes"
