@@ -91,12 +91,36 @@ def answers_of(project: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("provider", list(PROVIDER_FILES))
 def test_each_ci_provider_bakes_only_its_own_files(bake_once: Bake, provider: str) -> None:
-    """The files of the providers not chosen are not generated; the chosen ones are."""
+    """The files of the providers not chosen are not generated; the chosen ones are. The scripts'
+    shared library stays whatever the provider: deploy.sh sources it."""
     project = bake_once(ci_provider=provider)
     present = {path for path in ALL_PROVIDER_FILES if (project / path).exists()}
     assert present == PROVIDER_FILES[provider]
     if provider != "github-actions":
         assert not (project / ".github").exists()
+    assert (project / "scripts/common.sh").is_file()
+
+
+def test_scripts_write_the_answers_down_once(github_project: Path) -> None:
+    """deploy.sh and setup-github-wif.sh read the answers' defaults from scripts/common.sh, so
+    a service, region, secret or account name has no second copy in the scripts to drift."""
+    scripts = [github_project / "deploy.sh", *sorted((github_project / "scripts").glob("*.sh"))]
+    holders = {
+        script.relative_to(github_project).as_posix()
+        for script in scripts
+        if re.search(r"^DEFAULT_[A-Z_]+='", script.read_text(), re.MULTILINE)
+    }
+    assert holders == {"scripts/common.sh"}
+    answers = answers_of(github_project)
+    common = (github_project / "scripts/common.sh").read_text()
+    defaults = {
+        "PROJECT_ID": "gcp_project_id",
+        "REGION": "region",
+        "SERVICE_NAME": "service_name",
+        "SECRET_NAME": "secret_name",
+    }
+    for name, answer in defaults.items():
+        assert f"DEFAULT_{name}='{answers[answer]}'" in common
 
 
 @pytest.mark.parametrize("provider", ["github-actions", "cloud-build"])

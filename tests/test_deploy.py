@@ -870,11 +870,12 @@ def combination(request: pytest.FixtureRequest, bake_once: Bake) -> Path:
 
 
 def test_rendered_scripts_pass_shellcheck_and_bash_n(combination: Path) -> None:
-    """deploy.sh and scripts/validate.sh are shellcheck clean and parse, whatever the answers."""
+    """deploy.sh and the scripts it sources (scripts/common.sh, scripts/validate.sh) are
+    shellcheck clean and parse, whatever the answers."""
     require(SHELLCHECK.exists(), f"shellcheck is not installed at {SHELLCHECK}; run make install")
     assert len(COMBINATIONS["49-character-name"]["service_name"]) == 49
     result = subprocess.run(
-        [str(SHELLCHECK), "-x", "deploy.sh", "scripts/validate.sh"],
+        [str(SHELLCHECK), "-x", "deploy.sh", "scripts/common.sh", "scripts/validate.sh"],
         cwd=combination, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout

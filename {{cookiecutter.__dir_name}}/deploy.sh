@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+{#- Everything below is bash that Jinja must leave alone (${#var}, {{ in heredocs); the template's
+    answers are rendered in scripts/common.sh. -#}
+{% raw %}
 # Build the image, push it to Artifact Registry and deploy it to Cloud Run. Safe to run again:
 # every resource is looked up (describe) before it is created. Needs bash 4+ (macOS: brew install
 # bash). ./deploy.sh --help lists every option.
@@ -10,26 +13,18 @@ if ((BASH_VERSINFO[0] < 4)); then
   exit 1
 fi
 
-# The template's answers (checked by its pre-gen hook); environment variables and flags win.
-DEFAULT_PROJECT_ID='{{ cookiecutter.gcp_project_id }}'
-DEFAULT_REGION='{{ cookiecutter.region }}'
-DEFAULT_SERVICE_NAME='{{ cookiecutter.service_name }}'
-DEFAULT_SERVICE_ACCOUNT_ID='{{ cookiecutter.service_account_id }}'
-DEFAULT_SECRET_NAME='{{ cookiecutter.secret_name }}'
-DEFAULT_ARTIFACT_REGISTRY_REPO='{{ cookiecutter.artifact_registry_repo }}'
-DEFAULT_MIN_INSTANCES='{{ cookiecutter.min_instances }}'
-DEFAULT_MAX_INSTANCES='{{ cookiecutter.max_instances }}'
-DEFAULT_CLIENT_KEYS_SECRET_NAME='{{ cookiecutter.__client_keys_secret }}'
-# Chosen when the repo was generated: the service's code differs per mode, so no override.
-CLIENT_AUTH='{{ cookiecutter.client_auth }}'
-CI_PROVIDER='{{ cookiecutter.ci_provider }}'
+# Run from the repo root: the Docker build context and the Dockerfile are here.
+cd "$(dirname "${BASH_SOURCE[0]}")"
+# The template's answers, the settings resolved from them (environment variables win; flags win
+# over both, below) and the helpers deploy.sh shares with scripts/setup-github-wif.sh.
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+
 # Runtime settings for every deploy (CI's too), as KEY=VALUE with the rules of --env, e.g.
 # DEPLOY_ENV=(OPENAI_MODEL=gpt-4o RATE_LIMIT_PER_MINUTE=30). Each deploy replaces the service's
 # variables (--set-env-vars), so one set in the console is gone after the next deploy: keep them
 # here instead. Never a key or other secret: those belong in Secret Manager.
 DEPLOY_ENV=()
-{#- Everything below is bash that Jinja must leave alone (${#var}, {{ in heredocs). -#}
-{% raw %}
 
 # Where Cloud Run mounts the client keys secret in api-key mode: a file is re-read on every
 # change, so adding or revoking a key (a new secret version) needs no redeploy.
@@ -79,25 +74,6 @@ Examples:
 EOF
 }
 
-# die MESSAGE [DETAILS...]: print the message and what to do about it, then stop.
-die() {
-  printf 'error: %s\n' "$1" >&2
-  shift
-  (($# == 0)) || printf '%s\n' "$@" >&2
-  exit 1
-}
-
-# Run a command, or in dry-run mode print it shell-quoted instead.
-run() {
-  if [[ $DRY_RUN == yes ]]; then
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-  else
-    "$@"
-  fi
-}
-
 # run_with_stdin VALUE COMMAND...: give VALUE to COMMAND on stdin. printf is a builtin, so the
 # value never appears in any process's argv; in dry-run mode it is not printed either.
 run_with_stdin() {
@@ -141,12 +117,7 @@ retry_while_new_account() {
   done
 }
 
-STEP=0
 STEPS=8
-step() {
-  STEP=$((STEP + 1))
-  printf '\n[%d/%d] %s\n' "$STEP" "$STEPS" "$*"
-}
 
 # ensure_secret NAME VERSION ENV_VAR HOW_TO: make sure secret NAME has VERSION; create the secret
 # from the environment variable ENV_VAR when it is missing, else stop with HOW_TO.
@@ -231,57 +202,32 @@ uploads to that bucket). Or build locally with docker: ./deploy.sh --build local
 EOF
 }
 
-# --- Settings: flags, then environment variables, then the template's answers. ---
-PROJECT_ID=${PROJECT_ID:-$DEFAULT_PROJECT_ID}
-REGION=${REGION:-$DEFAULT_REGION}
-SERVICE_NAME=${SERVICE_NAME:-$DEFAULT_SERVICE_NAME}
-SERVICE_ACCOUNT_ID=${SERVICE_ACCOUNT_ID:-$DEFAULT_SERVICE_ACCOUNT_ID}
-SECRET_NAME=${SECRET_NAME:-$DEFAULT_SECRET_NAME}
-SECRET_VERSION=${SECRET_VERSION:-latest}
-ARTIFACT_REGISTRY_REPO=${ARTIFACT_REGISTRY_REPO:-$DEFAULT_ARTIFACT_REGISTRY_REPO}
-MIN_INSTANCES=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
-MAX_INSTANCES=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
-CLIENT_KEYS_SECRET_NAME=${CLIENT_KEYS_SECRET_NAME:-$DEFAULT_CLIENT_KEYS_SECRET_NAME}
+# --- Settings: flags win over the environment variables and answers scripts/common.sh read. ---
 BUILD=
-DRY_RUN=no
 # ${a[@]+"${a[@]}"}: an empty array under set -u on bash before 4.4.
 EXTRA_ENV=(${DEPLOY_ENV[@]+"${DEPLOY_ENV[@]}"})
 # The secrets stay in this shell: gcloud and docker get them on stdin, not in their environment.
 export -n OPENAI_API_KEY CLIENT_API_KEYS
 
-while (($# > 0)); do
-  option=$1
-  value=
-  case $option in
-    -h | --help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=yes; shift; continue ;;
-    --*=*) value=${option#*=}; option=${option%%=*}; shift ;;
-    --*)
-      (($# >= 2)) || { echo "error: $option needs a value (see --help)" >&2; exit 2; }
-      value=$2; shift 2 ;;
-    *) echo "error: unexpected argument $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
+# set_option NAME VALUE: one option of the command line (see parse_options in scripts/common.sh).
+set_option() {
+  case $1 in
+    --project) PROJECT_ID=$2 ;;
+    --region) REGION=$2 ;;
+    --service) SERVICE_NAME=$2 ;;
+    --service-account) SERVICE_ACCOUNT_ID=$2 ;;
+    --secret) SECRET_NAME=$2 ;;
+    --secret-version) SECRET_VERSION=$2 ;;
+    --repo) ARTIFACT_REGISTRY_REPO=$2 ;;
+    --min-instances) MIN_INSTANCES=$2 ;;
+    --max-instances) MAX_INSTANCES=$2 ;;
+    --client-keys-secret) CLIENT_KEYS_SECRET_NAME=$2 ;;
+    --build) BUILD=$2 ;;
+    --env) EXTRA_ENV+=("$2") ;;
+    *) return 1 ;;
   esac
-  case $option in
-    --project) PROJECT_ID=$value ;;
-    --region) REGION=$value ;;
-    --service) SERVICE_NAME=$value ;;
-    --service-account) SERVICE_ACCOUNT_ID=$value ;;
-    --secret) SECRET_NAME=$value ;;
-    --secret-version) SECRET_VERSION=$value ;;
-    --repo) ARTIFACT_REGISTRY_REPO=$value ;;
-    --min-instances) MIN_INSTANCES=$value ;;
-    --max-instances) MAX_INSTANCES=$value ;;
-    --client-keys-secret) CLIENT_KEYS_SECRET_NAME=$value ;;
-    --build) BUILD=$value ;;
-    --env) EXTRA_ENV+=("$value") ;;
-    *) echo "error: unknown option $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
-  esac
-done
-
-# Run from the repo root: the Docker build context and the Dockerfile are here.
-cd "$(dirname "${BASH_SOURCE[0]}")"
-# shellcheck source=scripts/validate.sh
-source scripts/validate.sh
+}
+parse_options "$@"
 
 # --- Validate everything before any command runs. ---
 invalid=0
@@ -305,7 +251,7 @@ esac
 for setting in ${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"}; do
   validate_env "$setting" || invalid=1
 done
-((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults at the top of deploy.sh)."
+((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults in scripts/common.sh)."
 
 if [[ -z $BUILD ]]; then
   if command -v docker >/dev/null 2>&1; then BUILD=local; else BUILD=cloud; fi
@@ -329,21 +275,18 @@ EOF
 fi
 
 step "Preflight: gcloud, active account, project$([[ $BUILD == local ]] && echo ', docker')"
-command -v gcloud >/dev/null 2>&1 ||
-  die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+require_gcloud
 if [[ $BUILD == local ]]; then
   command -v docker >/dev/null 2>&1 ||
     die "docker is not installed: https://docs.docker.com/get-docker/ (or use --build cloud)"
 fi
+active_account
 if [[ $DRY_RUN == yes ]]; then
-  run gcloud auth list --filter=status:ACTIVE --format='value(account)'
   run gcloud projects describe "$PROJECT_ID" --format='value(projectId)'
 else
-  account=$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null || true)
-  [[ -n $account ]] || die "no active gcloud account. Run: gcloud auth login"
-  echo "Account: $account"
+  echo "Account: $ACCOUNT"
   gcloud projects describe "$PROJECT_ID" --format='value(projectId)' >/dev/null ||
-    die "project $PROJECT_ID is not visible to $account. Check the id (PROJECT_ID or --project), or run: gcloud auth login"
+    die "project $PROJECT_ID is not visible to $ACCOUNT. Check the id (PROJECT_ID or --project), or run: gcloud auth login"
   echo "Project: $PROJECT_ID"
 fi
 

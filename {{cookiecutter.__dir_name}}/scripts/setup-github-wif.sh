@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+{#- Everything below is bash that Jinja must leave alone; the template's answers are rendered in
+    scripts/common.sh. -#}
+{% raw %}
 # One-time setup that lets GitHub Actions (.github/workflows/deploy.yml) deploy this service
 # without a service account key: a Workload Identity Federation pool and provider that trust only
 # this repository's main branch, and a deployer service account with just the roles ./deploy.sh
@@ -6,20 +9,12 @@
 # Run ./deploy.sh once first: the deployer gets roles on the resources it creates.
 set -euo pipefail
 
-# The template's answers; the same environment variables as deploy.sh override them.
-DEFAULT_PROJECT_ID='{{ cookiecutter.gcp_project_id }}'
-DEFAULT_REGION='{{ cookiecutter.region }}'
-DEFAULT_SERVICE_NAME='{{ cookiecutter.service_name }}'
-DEFAULT_SERVICE_ACCOUNT_ID='{{ cookiecutter.service_account_id }}'
-DEFAULT_SECRET_NAME='{{ cookiecutter.secret_name }}'
-DEFAULT_ARTIFACT_REGISTRY_REPO='{{ cookiecutter.artifact_registry_repo }}'
-DEFAULT_CLIENT_KEYS_SECRET_NAME='{{ cookiecutter.__client_keys_secret }}'
-CLIENT_AUTH='{{ cookiecutter.client_auth }}'
-# Per service, so several services in one project keep separate providers and deployers.
-DEFAULT_PROVIDER_ID='gh-{{ cookiecutter.service_name[:29].rstrip("-") }}'
-DEFAULT_DEPLOYER_ID='{{ cookiecutter.service_name[:23].rstrip("-") }}-deploy'
-{#- Everything below is bash that Jinja must leave alone. -#}
-{% raw %}
+# Run from the repo root, where git knows the remote and deploy.sh's settings and validators live.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The template's answers and the settings resolved from them, with the same environment variables
+# as deploy.sh; the helpers both scripts share.
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 GITHUB_ISSUER=https://token.actions.githubusercontent.com
 
@@ -49,22 +44,6 @@ SERVICE_NAME, SERVICE_ACCOUNT_ID, SECRET_NAME, ARTIFACT_REGISTRY_REPO, CLIENT_KE
 EOF
 }
 
-die() {
-  printf 'error: %s\n' "$@" >&2
-  exit 1
-}
-
-# Run a command, or in dry-run mode print it shell-quoted instead.
-run() {
-  if [[ $DRY_RUN == yes ]]; then
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-  else
-    "$@"
-  fi
-}
-
 # exists COMMAND...: true when a gcloud describe succeeds. In dry-run mode nothing is looked up
 # and every resource is shown as missing, so the output lists every command a fresh project needs.
 exists() {
@@ -87,12 +66,7 @@ require() {
   fi
 }
 
-STEP=0
 STEPS=6
-step() {
-  STEP=$((STEP + 1))
-  printf '\n[%d/%d] %s\n' "$STEP" "$STEPS" "$*"
-}
 
 # OWNER/REPO of the "origin" remote when it is on github.com (https or ssh form).
 github_repo_from_origin() {
@@ -125,48 +99,38 @@ validate_branch() {
   return 1
 }
 
-# --- Settings: flags, then environment variables, then the template's answers. ---
-PROJECT_ID=${PROJECT_ID:-$DEFAULT_PROJECT_ID}
-REGION=${REGION:-$DEFAULT_REGION}
-SERVICE_NAME=${SERVICE_NAME:-$DEFAULT_SERVICE_NAME}
-SERVICE_ACCOUNT_ID=${SERVICE_ACCOUNT_ID:-$DEFAULT_SERVICE_ACCOUNT_ID}
-SECRET_NAME=${SECRET_NAME:-$DEFAULT_SECRET_NAME}
-ARTIFACT_REGISTRY_REPO=${ARTIFACT_REGISTRY_REPO:-$DEFAULT_ARTIFACT_REGISTRY_REPO}
-CLIENT_KEYS_SECRET_NAME=${CLIENT_KEYS_SECRET_NAME:-$DEFAULT_CLIENT_KEYS_SECRET_NAME}
+# trim_id ID LENGTH: the first LENGTH characters of ID, without the trailing hyphens an ID may not
+# end with.
+trim_id() {
+  local id=${1:0:$2}
+  while [[ $id == *- ]]; do id=${id%-}; done
+  printf '%s\n' "$id"
+}
+
+# --- Settings: flags, then environment variables, then defaults from the template's answers. ---
+# Provider and deployer are per service, so several services in one project keep separate ones.
+DEFAULT_PROVIDER_ID="gh-$(trim_id "$DEFAULT_SERVICE_NAME" 29)"
+DEFAULT_DEPLOYER_ID="$(trim_id "$DEFAULT_SERVICE_NAME" 23)-deploy"
 GITHUB_REPO=${GITHUB_REPOSITORY:-}
 DEPLOY_BRANCH=${DEPLOY_BRANCH:-main}
 WIF_POOL_ID=${WIF_POOL_ID:-github}
 WIF_PROVIDER_ID=${WIF_PROVIDER_ID:-$DEFAULT_PROVIDER_ID}
 DEPLOYER_ID=${DEPLOYER_SERVICE_ACCOUNT_ID:-$DEFAULT_DEPLOYER_ID}
-DRY_RUN=no
 
-while (($# > 0)); do
-  option=$1
-  value=
-  case $option in
-    -h | --help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=yes; shift; continue ;;
-    --*=*) value=${option#*=}; option=${option%%=*}; shift ;;
-    --*)
-      (($# >= 2)) || { echo "error: $option needs a value (see --help)" >&2; exit 2; }
-      value=$2; shift 2 ;;
-    *) echo "error: unexpected argument $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
+# set_option NAME VALUE: one option of the command line (see parse_options in scripts/common.sh).
+set_option() {
+  case $1 in
+    --github-repo) GITHUB_REPO=$2 ;;
+    --branch) DEPLOY_BRANCH=$2 ;;
+    --project) PROJECT_ID=$2 ;;
+    --pool) WIF_POOL_ID=$2 ;;
+    --provider) WIF_PROVIDER_ID=$2 ;;
+    --deployer) DEPLOYER_ID=$2 ;;
+    *) return 1 ;;
   esac
-  case $option in
-    --github-repo) GITHUB_REPO=$value ;;
-    --branch) DEPLOY_BRANCH=$value ;;
-    --project) PROJECT_ID=$value ;;
-    --pool) WIF_POOL_ID=$value ;;
-    --provider) WIF_PROVIDER_ID=$value ;;
-    --deployer) DEPLOYER_ID=$value ;;
-    *) echo "error: unknown option $(printf '%q' "$option") (see --help)" >&2; exit 2 ;;
-  esac
-done
+}
+parse_options "$@"
 
-# Run from the repo root, where git knows the remote and deploy.sh's validators live.
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=scripts/validate.sh
-source scripts/validate.sh
 [[ -n $GITHUB_REPO ]] || GITHUB_REPO=$(github_repo_from_origin)
 
 # --- Validate everything before any command runs (same rules as deploy.sh). ---
@@ -197,19 +161,16 @@ DEPLOYER_MEMBER="serviceAccount:$DEPLOYER"
 [[ $DRY_RUN == yes ]] && echo "Dry run: printing the commands a fresh project needs; none is run."
 
 step "Preflight: gcloud, active account, project number"
-command -v gcloud >/dev/null 2>&1 ||
-  die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+require_gcloud
+active_account
 number_of_project=(gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)')
 if [[ $DRY_RUN == yes ]]; then
-  run gcloud auth list --filter=status:ACTIVE --format='value(account)'
   run "${number_of_project[@]}"
   PROJECT_NUMBER=PROJECT_NUMBER
 else
-  account=$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null || true)
-  [[ -n $account ]] || die "no active gcloud account. Run: gcloud auth login"
   PROJECT_NUMBER=$("${number_of_project[@]}") ||
-    die "project $PROJECT_ID is not visible to $account. Check PROJECT_ID (--project)."
-  echo "Account: $account; project $PROJECT_ID is number $PROJECT_NUMBER."
+    die "project $PROJECT_ID is not visible to $ACCOUNT. Check PROJECT_ID (--project)."
+  echo "Account: $ACCOUNT; project $PROJECT_ID is number $PROJECT_NUMBER."
 fi
 POOL_NAME="projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/$WIF_POOL_ID"
 PROVIDER_NAME="$POOL_NAME/providers/$WIF_PROVIDER_ID"
