@@ -111,7 +111,11 @@ def configure_logging(
         logger.setLevel(logging.NOTSET)  # follow LOG_LEVEL, whatever uvicorn's flags said
         logger.propagate = True
     # Cloud Run writes its own request log; uvicorn's costs about a quarter of the throughput.
-    logging.getLogger("uvicorn.access").disabled = not access_log
+    # uvicorn builds each access line's arguments whenever this logger has a handler anywhere up
+    # the tree (hasHandlers), so "off" must also cut it from the root's handler.
+    access = logging.getLogger("uvicorn.access")
+    access.disabled = not access_log
+    access.propagate = access_log
     # The HTTP client of openai logs every upstream call at INFO; the chat line says enough.
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)

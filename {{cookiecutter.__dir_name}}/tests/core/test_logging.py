@@ -74,7 +74,10 @@ def test_access_log_is_off_by_default_and_json_when_on(
     make_client()
     access = logging.getLogger("uvicorn.access")
     assert access.disabled
+    # What uvicorn checks before it formats an access line for every response.
+    assert not access.hasHandlers()
     make_client(ACCESS_LOG="1")
+    assert access.hasHandlers()
     capsys.readouterr()
     access.info('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET", "/health", "1.1", 200)
     (line,) = log_lines(capsys)
