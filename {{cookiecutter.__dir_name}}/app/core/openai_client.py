@@ -79,8 +79,9 @@ class Upstream:
 
     async def client(self) -> AsyncOpenAI:
         """The client, waiting (bounded) while startup still resolves the key."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._started.wait(), self.settings.key_wait_seconds)
+        if not self._started.is_set():  # wait_for costs a task: only while starting
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._started.wait(), self.settings.key_wait_seconds)
         if self._client is None:
             raise ApiError(503, "key_unavailable", self.reason)
         return self._client
