@@ -932,6 +932,21 @@ def replay(gcloud: str, argv: list[str], cwd: Path, scratch: Path) -> tuple[int,
     return result.returncode, result.stderr
 
 
+def replay_all(
+    gcloud: str, lines: list[list[str]], project: Path, tmp_path: Path
+) -> list[tuple[int, str]]:
+    """Replay every line through the real gcloud; each must run or stop at "no active account"."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda argv: replay(gcloud, argv, project, tmp_path), lines))
+    failures = [
+        (shlex.join(argv), code, stderr.strip().splitlines()[:3])
+        for argv, (code, stderr) in zip(lines, outcomes, strict=True)
+        if not (code == 0 or (code == 1 and NO_ACCOUNT in stderr))
+    ]
+    assert failures == []
+    return outcomes
+
+
 @pytest.fixture(scope="module")
 def recorded_gcloud_lines(
     bake_once: Bake, system_bin: Path, tmp_path_factory: pytest.TempPathFactory
@@ -975,14 +990,7 @@ def test_every_recorded_gcloud_line_passes_the_real_parser(
     assert any(line[:3] == ["secrets", "versions", "describe"] for line in lines)
     assert any("OPENAI_MODEL=gpt-4o" in arg for line in lines for arg in line)
     assert any(line[:3] == ["storage", "buckets", "add-iam-policy-binding"] for line in lines)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        outcomes = list(pool.map(lambda argv: replay(real_gcloud, argv, project, tmp_path), lines))
-    failures = [
-        (shlex.join(argv), code, stderr.strip().splitlines()[:3])
-        for argv, (code, stderr) in zip(lines, outcomes, strict=True)
-        if not (code == 0 or (code == 1 and NO_ACCOUNT in stderr))
-    ]
-    assert failures == []
+    outcomes = replay_all(real_gcloud, lines, project, tmp_path)
     assert any(code == 0 for code, _ in outcomes)  # auth configure-docker / auth list succeed
 
 
@@ -1099,14 +1107,7 @@ def test_readme_gcloud_commands_pass_the_real_parser(
     project = bake_once(**answers)
     lines = readme_gcloud_lines((project / "README.md").read_text())
     assert len(lines) >= 6
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        outcomes = list(pool.map(lambda argv: replay(real_gcloud, argv, project, tmp_path), lines))
-    failures = [
-        (shlex.join(argv), code, stderr.strip().splitlines()[:3])
-        for argv, (code, stderr) in zip(lines, outcomes, strict=True)
-        if not (code == 0 or (code == 1 and NO_ACCOUNT in stderr))
-    ]
-    assert failures == []
+    replay_all(real_gcloud, lines, project, tmp_path)
 
 
 @pytest.mark.gcloud
