@@ -1,4 +1,8 @@
-"""Dependencies shared by the routes, as `Annotated` aliases."""
+"""Dependencies shared by the routes, as `Annotated` aliases.
+
+They are `async def` unless they block: FastAPI runs a plain `def` dependency in its threadpool,
+and that hop cut /ready's throughput to a third of /health's (measured here).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-
+{% if cookiecutter.client_auth == "api-key" -%}
+from starlette.concurrency import run_in_threadpool
+{% endif %}
 {% if cookiecutter.client_auth == "api-key" -%}
 from app.core.client_keys import ClientKeys
 {% endif -%}
@@ -19,10 +25,16 @@ from app.core.rate_limit import RateLimiter
 {% if cookiecutter.client_auth == "api-key" -%}
 from app.core.secrets import SecretUnavailable
 {% endif %}
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def settings() -> Settings:
+    """`get_settings()` (cached), served without a threadpool hop."""
+    return get_settings()
 
 
-def get_upstream(request: Request) -> Upstream:
+SettingsDep = Annotated[Settings, Depends(settings)]
+
+
+async def get_upstream(request: Request) -> Upstream:
     upstream: Upstream = request.app.state.upstream
     return upstream
 
@@ -70,7 +82,7 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key", "").strip() or None
 
 
-def rate_limited_client(request: Request) -> str:
+async def rate_limited_client(request: Request) -> str:
     """client_auth=api-key: a valid key (401 otherwise), limited per key.
 
     Failed attempts are charged to the caller's address, so guessing keys is rate limited too.
@@ -78,7 +90,8 @@ def rate_limited_client(request: Request) -> str:
     key = presented_key(request)
     keys: ClientKeys = request.app.state.client_keys
     try:
-        valid = key is not None and keys.is_valid(key)
+        # Loading the keys may read a file or ask Secret Manager: not on the event loop.
+        valid = key is not None and await run_in_threadpool(keys.is_valid, key)
     except SecretUnavailable as error:
         raise ApiError(503, "client_keys_unavailable", str(error)) from None
     if key is None or not valid:
@@ -91,7 +104,7 @@ def rate_limited_client(request: Request) -> str:
 {%- else %}
 
 
-def rate_limited_client(request: Request) -> str:
+async def rate_limited_client(request: Request) -> str:
     """client_auth={{ cookiecutter.client_auth }}: {{ "Cloud Run IAM has checked the caller" if cookiecutter.client_auth == "iam" else "anyone may call" }}; limited per address."""
     client = "ip:" + client_ip(request)
     take_token(request, client)
