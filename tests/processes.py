@@ -159,7 +159,7 @@ class Processes:
         process = Process(name, _spawn(self.venv, self.project, argv, log, {}), log, port)
         self.started.append(process)
         deadline = time.monotonic() + 30
-        while not _listening(port):
+        while not port_open(port):
             assert process.alive(), f"{name} exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{name} did not listen in 30 s"
             time.sleep(0.05)
@@ -181,7 +181,7 @@ def processes(project: Path, venv: Path, logs: Path, scan: LeakScan) -> Iterator
         started.close()
 
 
-def _listening(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import pytest
 
 from tests.conftest import Bake, require
 from tests.leaks import SCAN
+from tests.processes import free_port, port_open, processes
 
 SESSION = uuid.uuid4().hex[:10]
 # Not shaped like an OpenAI key, so a clean log proves the key is never printed, not merely that
@@ -72,12 +72,6 @@ def docker(
     if check:
         assert result.returncode == 0, f"docker {' '.join(args)}\n{result.stdout}{result.stderr}"
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def plant_local_files(project: Path) -> None:
@@ -207,35 +201,10 @@ def fake_upstream(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """The generated repo's fake OpenAI-compatible server, as a process on 127.0.0.1."""
-    python = service_venv(default_project) / "bin" / "python"
-    port = free_port()
-    log = tmp_path_factory.mktemp("fake-upstream") / "log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [python, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
-            cwd=default_project,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_open(port):
-            assert process.poll() is None, f"the fake upstream exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"it never listened:\n{log.read_text()}"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    logs = tmp_path_factory.mktemp("fake-upstream")
+    venv = service_venv(default_project)
+    with processes(default_project, venv, logs, SCAN) as started:
+        yield f"{started.fake('fake-openai', 'openai_upstream').url}/v1"
 
 
 @dataclass(frozen=True)
