@@ -17,8 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 from bench import images, imports, render, report, startup, suite, throughput
-from bench.project import TEMPLATE, Context, bake, fake_upstream, requirements_venv
+from bench.project import TEMPLATE, Context, bake, fake_upstream
 from bench.stats import Row
+from tests.venvs import service_venv_for
 
 
 def log(message: str) -> None:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         log("baking the defaults and preparing the venv")
         project = bake(work / "baked")
-        venv_dir = requirements_venv(project)
+        venv_dir = service_venv_for(project)
         with fake_upstream(project, venv_dir) as upstream_port:
             ctx = Context(project, venv_dir, work, upstream_port, args.runs, args.wrk_seconds)
             rows: list[Row] = []

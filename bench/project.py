@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +15,6 @@ from bench.servers import Probe, free_port, serving
 
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
-VENVS = TEMPLATE / ".cache" / "bench"
 # The cookiecutter CLI installed beside the Python that runs the bench (the top-level venv).
 COOKIECUTTER = Path(sys.executable).parent / "cookiecutter"
 CHAT_BODY = {"message": "hello from the benchmark"}
@@ -35,7 +32,7 @@ APP_ARGS = {
 @dataclass(frozen=True)
 class Context:
     project: Path  # the baked defaults
-    venv: Path  # their requirements.txt, shared by every app: the same uvicorn for all
+    venv: Path  # the baked requirements (tests/venvs.py), shared by every app: the same uvicorn
     work: Path  # scratch space of this run, removed at the end
     upstream_port: int
     runs: int
@@ -65,19 +62,6 @@ def bake(output_dir: Path) -> Path:
     subprocess.run(argv, capture_output=True, timeout=120, check=True)
     (project,) = output_dir.iterdir()
     return project
-
-
-def requirements_venv(project: Path) -> Path:
-    """A venv with the baked requirements.txt, reused while the pins and Python stay the same."""
-    requirements = project / "requirements.txt"
-    key = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()[:16]
-    target = VENVS / f"venv-{key}"
-    if not (target / ".installed").exists():
-        venv.create(target, with_pip=True, clear=True)
-        pip = [str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(requirements)], check=True, timeout=600)
-        (target / ".installed").touch()
-    return target
 
 
 @contextmanager

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
-import sys
-import venv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.venvs import service_venv_for
+
 # The leak scan over every captured log; the service and its fakes as processes.
 pytest_plugins = ["tests.leaks", "tests.processes"]
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
-VENV_CACHE = TEMPLATE_ROOT / ".cache" / "venvs"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -90,28 +88,7 @@ def default_project(bake_once: Bake) -> Path:
     return bake_once()
 
 
-def requirements_digest(project: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("requirements.txt", "requirements-dev.txt"):
-        digest.update((project / name).read_bytes())
-    digest.update(sys.version.encode())
-    return digest.hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
 def service_venv() -> Callable[[Path], Path]:
     """A virtualenv with a generated repo's requirements, shared by bakes that pin the same ones."""
-
-    def venv_for(project: Path) -> Path:
-        target = VENV_CACHE / requirements_digest(project)
-        if not (target / ".installed").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            venv.create(target, with_pip=True)
-            subprocess.run(
-                [target / "bin" / "pip", "install", "-q", "-r", project / "requirements-dev.txt"],
-                check=True,
-            )
-            (target / ".installed").touch()
-        return target
-
-    return venv_for
+    return service_venv_for
