@@ -7,6 +7,7 @@ presence checks only (`shutil.which`, `docker buildx version`), no network and n
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import stat
 import subprocess
@@ -73,24 +74,36 @@ def buildx_available() -> bool:
     return result.returncode == 0
 
 
-# tool -> (is it there?, what it is for, where to get it)
-TOOLS: tuple[tuple[str, Callable[[], bool], str, str], ...] = (
+def always() -> bool:
+    return True
+
+
+def arm64_host() -> bool:
+    """Cloud Run runs linux/amd64 images: only an arm64 machine has to cross-build them."""
+    return platform.machine().lower() in {"arm64", "aarch64"}
+
+
+# tool -> (does this machine need it?, is it there?, what it is for, where to get it)
+TOOLS: tuple[tuple[str, Callable[[], bool], Callable[[], bool], str, str], ...] = (
     (
         "gcloud",
+        always,
         lambda: shutil.which("gcloud") is not None,
         "deploy.sh and Secret Manager",
         "https://cloud.google.com/sdk/docs/install",
     ),
     (
         "docker",
+        always,
         lambda: shutil.which("docker") is not None,
         "make docker-build / docker-run and local builds (else deploy.sh uses Cloud Build)",
         "https://docs.docker.com/get-docker/",
     ),
     (
         "docker buildx",
+        arm64_host,
         buildx_available,
-        "linux/amd64 builds on Apple silicon (deploy.sh falls back to docker build)",
+        "linux/amd64 images on this arm64 machine (deploy.sh falls back to docker build)",
         "https://docs.docker.com/build/install-buildx/",
     ),
 )
@@ -98,7 +111,9 @@ TOOLS: tuple[tuple[str, Callable[[], bool], str, str], ...] = (
 
 def tool_report() -> list[str]:
     lines = []
-    for name, present, purpose, link in TOOLS:
+    for name, needed, present, purpose, link in TOOLS:
+        if not needed():
+            continue
         if present():
             lines.append(f"  found    {name}")
         else:
@@ -118,6 +133,21 @@ def open_service_warning(answers: Mapping[str, Any]) -> list[str]:
     ]
 
 
+# cookiecutter.json's default project id: a placeholder no one can deploy to.
+PLACEHOLDER_PROJECT_ID = "my-gcp-project"
+
+
+def placeholder_project_note(answers: Mapping[str, Any]) -> list[str]:
+    if answers.get("gcp_project_id") != PLACEHOLDER_PROJECT_ID:
+        return []
+    return [
+        "",
+        f"NOTE: gcp_project_id is the placeholder {PLACEHOLDER_PROJECT_ID}. Deploy with your own",
+        "project: ./deploy.sh --project YOUR_PROJECT_ID (or change DEFAULT_PROJECT_ID in",
+        "scripts/common.sh once, for every deploy and CI).",
+    ]
+
+
 def next_steps(answers: Mapping[str, Any], root: Path) -> list[str]:
     return [
         "",
@@ -125,6 +155,7 @@ def next_steps(answers: Mapping[str, Any], root: Path) -> list[str]:
         "Tools:",
         *tool_report(),
         *open_service_warning(answers),
+        *placeholder_project_note(answers),
         "",
         "Next steps:",
         f"  cd {root}",
@@ -132,6 +163,7 @@ def next_steps(answers: Mapping[str, Any], root: Path) -> list[str]:
         "  make test        # offline tests",
         "  make run         # http://127.0.0.1:8080 (set OPENAI_API_KEY first)",
         "  ./deploy.sh      # build, push and deploy to Cloud Run (--help for options)",
+        "See README.md (Python >= 3.11 is needed for make install).",
     ]
 
 

@@ -3,7 +3,8 @@
 Each validator takes one answer and returns an error message, or None when the value is valid.
 Every invalid answer is reported at once; the hook then exits 1 and cookiecutter removes the
 project directory. The rules are the ones Google's APIs apply (sources in the README's table), so
-a bad value fails here instead of half-way through a deploy.
+a bad value fails here instead of half-way through a deploy. Values cookiecutter.json derives from
+other answers are recomputed and compared too: a replay file keeps them as they were rendered.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import json
 import re
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 # The hook is rendered by Jinja before it runs: everything up to "endraw" is taken literally.
 # {% raw %}
 
-# Cloud Run regions (docs snapshot). A new region needs one line here and in deploy.sh.
+# Cloud Run regions: snapshot of https://cloud.google.com/run/docs/locations, checked 2026-12-01.
+# A hint, not a gate: a well-formed region id missing here is accepted with a warning. A new
+# region needs one line here and one in the generated scripts/validate.sh (a test compares them).
 CLOUD_RUN_REGIONS = frozenset(
     {
         "africa-south1",
@@ -64,7 +68,8 @@ CLOUD_RUN_REGIONS = frozenset(
     }
 )
 MULTI_REGIONS = frozenset({"us", "eu", "asia", "global", "nam4", "eur3", "eur4", "nam-eur-asia1"})
-ZONE = re.compile(r"(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]")
+REGION_ID = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+ZONE = re.compile(rf"(?P<region>{REGION_ID.pattern})-[a-z]")
 
 SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
 PROJECT_ID = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
@@ -73,8 +78,7 @@ SERVICE_ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]{4,28})[a-z0-9]")
 SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 ARTIFACT_REPO = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
-# Printable, one line; no characters a shell or a TOML/Python string would treat specially.
-DESCRIPTION = re.compile(r"[^\x00-\x1f\x7f`$\\\"<>{}]{1,200}")
+DESCRIPTION_MAX = 200
 INTEGER = re.compile(r"[0-9]{1,4}")
 MAX_INSTANCES_LIMIT = 1000
 PYTHON_VERSIONS = ("3.13", "3.12", "3.11")
@@ -149,17 +153,30 @@ def check_artifact_registry_repo(value: object) -> str | None:
 
 
 def check_region(value: object) -> str | None:
-    if isinstance(value, str) and value in CLOUD_RUN_REGIONS:
-        return None
+    if isinstance(value, str) and REGION_ID.fullmatch(value):
+        return None  # listed, or newer than the snapshot: see region_warning
     text = value if isinstance(value, str) else repr(value)
     zone = ZONE.fullmatch(text)
-    if zone and zone["region"] in CLOUD_RUN_REGIONS:
+    if zone:
         return f"{text} is a zone; Cloud Run needs a region such as {zone['region']}"
     if text.lower() in MULTI_REGIONS:
         return f"{text} is a multi-region; Cloud Run needs a single region such as us-central1"
     close = difflib.get_close_matches(text, sorted(CLOUD_RUN_REGIONS), n=1)
     hint = f"did you mean {close[0]}?" if close else "e.g. us-central1 or europe-west1"
     return f"{text!r} is not a Cloud Run region ({hint})"
+
+
+def region_warning(value: object) -> str | None:
+    """A well-formed region the snapshot does not list: newer regions exist, so only warn."""
+    if not isinstance(value, str) or value in CLOUD_RUN_REGIONS or check_region(value):
+        return None
+    close = difflib.get_close_matches(value, sorted(CLOUD_RUN_REGIONS), n=1)
+    typo = f" (a typo for {close[0]}?)" if close else ""
+    return (
+        f"region: {value} is not in this template's list of Cloud Run regions{typo}, which was "
+        "checked on 2026-12-01; generating anyway. If the deploy says the region is unknown, "
+        "pick one from https://cloud.google.com/run/docs/locations"
+    )
 
 
 def check_model(value: object) -> str | None:
@@ -172,11 +189,18 @@ def check_model(value: object) -> str | None:
 
 
 def check_description(value: object) -> str | None:
-    if _matches(DESCRIPTION, value):
+    """Any printable line: each file it lands in escapes it (hooks/escape.py)."""
+    if (
+        isinstance(value, str)
+        and value.strip()
+        and len(value) <= DESCRIPTION_MAX
+        and value.isprintable()
+        and not JINJA_MARKUP.search(value)
+    ):
         return None
     return (
-        f"{value!r} is not a usable description: one line of 1-200 characters without "
-        'control characters or any of ` $ \\ " < > { } (e.g. Chat API for the support team)'
+        f"{value!r} is not a usable description: one line of 1-{DESCRIPTION_MAX} printable "
+        'characters, without Jinja markup ({{, {% or {#) (e.g. Answers "support" questions)'
     )
 
 
@@ -228,14 +252,27 @@ VALIDATORS: dict[str, Callable[[object], str | None]] = {
 
 
 def derive_service_account_id(answers: Mapping[str, Any]) -> str:
-    """What cookiecutter.json derives from service_name (a template test proves they agree)."""
     name = str(answers.get("service_name", ""))[:30].rstrip("-")
     return name if len(name) >= 6 else f"{name}-runner"
 
 
-# Answers whose template default is a Jinja expression, and what that expression yields.
+def derive_dir_name(answers: Mapping[str, Any]) -> str:
+    name = str(answers.get("service_name", "")).replace("/", "-").replace(".", "-")
+    return name or "invalid-service-name"
+
+
+def derive_client_keys_secret(answers: Mapping[str, Any]) -> str:
+    return f"{answers.get('service_name', '')}-client-api-keys"
+
+
+# Every value cookiecutter.json derives with a Jinja expression, recomputed the same way (a
+# template test renders each expression and compares, and fails on a derived key missing here).
+# "__" keys are never prompted: they must equal their derivation. service_account_id is an
+# answer whose default is derived: the user may replace it.
 DERIVED: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "service_account_id": derive_service_account_id,
+    "__dir_name": derive_dir_name,
+    "__client_keys_secret": derive_client_keys_secret,
 }
 
 
@@ -259,13 +296,37 @@ def check_no_jinja(raw: Mapping[str, Any], answers: Mapping[str, Any]) -> list[s
     return errors
 
 
-def derived_from_invalid_answer(key: str, answers: Mapping[str, Any]) -> bool:
-    """A derived default left as derived from an invalid service_name: fixing the name fixes it."""
+def replay_file(answers: Mapping[str, Any]) -> str:
+    """Where `cookiecutter --replay` read the answers: named after the template's folder."""
+    folder = Path(str(answers.get("_repo_dir") or "TEMPLATE")).name
+    return f"~/.cookiecutter_replay/{folder}.json"
+
+
+def check_derived(answers: Mapping[str, Any]) -> list[str]:
+    """Private derived values that no longer follow the answers (a stale replay file)."""
+    errors = []
+    for key, derive in DERIVED.items():
+        expected = derive(answers)
+        if not key.startswith("__") or answers.get(key) == expected:
+            continue
+        errors.append(
+            f"{key}: {answers.get(key)!r} does not follow the answers it derives from "
+            f"(service_name {answers.get('service_name')!r} gives {expected!r}). A replay file "
+            "keeps derived values as they were first rendered: set it to "
+            f"{expected!r} in {replay_file(answers)}, or better, rerun without --replay as "
+            "`cookiecutter TEMPLATE --no-input key=value ...` with your corrected answers"
+        )
+    return errors
+
+
+def derived_note(key: str, answers: Mapping[str, Any]) -> str:
+    """For an invalid default derived from an invalid answer: how it gets fixed."""
     derive = DERIVED.get(key)
+    if derive is None or answers.get(key) != derive(answers):
+        return ""
     return (
-        derive is not None
-        and answers.get(key) == derive(answers)
-        and check_service_name(answers.get("service_name")) is not None
+        " (it is the default derived from service_name: answering service_name again "
+        "re-derives it, but a replay file keeps it, so pass a corrected value too)"
     )
 
 
@@ -274,14 +335,17 @@ def validate(answers: Mapping[str, Any]) -> list[str]:
     errors = []
     for key, check in VALIDATORS.items():
         message = check(answers.get(key))
-        if message and not derived_from_invalid_answer(key, answers):
-            errors.append(f"{key}: {message}")
+        if message:
+            errors.append(f"{key}: {message}{derived_note(key, answers)}")
     errors += check_instances(answers.get("min_instances"), answers.get("max_instances"))
     return errors
 
 
 def main(answers: Mapping[str, Any], raw: Mapping[str, Any]) -> int:
-    errors = check_no_jinja(raw, answers) + validate(answers)
+    warning = region_warning(answers.get("region"))
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr)
+    errors = check_no_jinja(raw, answers) + validate(answers) + check_derived(answers)
     if not errors:
         return 0
     print("Cannot generate the project; fix these answers and try again:", file=sys.stderr)

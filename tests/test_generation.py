@@ -227,9 +227,7 @@ def hostile_answers(marker: Path) -> list[dict[str, Any]]:
         {"openai_model": f"gpt-4o$({touch})"},
         {"openai_model": "gpt 4o"},
         {"openai_model": ""},
-        {"description": f"desc $({touch})"},
-        {"description": 'desc """; import os; os.system("x"); """'},
-        {"description": "line\nbreak"},
+        {"description": "line\nbreak"},  # free text otherwise: tests/test_descriptions.py
         {"min_instances": "-1"},
         {"min_instances": "1; reboot"},
         {"max_instances": "0"},

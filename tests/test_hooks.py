@@ -20,10 +20,13 @@ DEFAULTS = json.loads((HOOKS.parent / "cookiecutter.json").read_text())
 
 
 def default_answers(**overrides: Any) -> dict[str, Any]:
+    """The defaults as cookiecutter renders them, derived values following the overrides."""
     answers = {key: value for key, value in DEFAULTS.items() if not key.startswith("_")}
     answers = {k: v[0] if isinstance(v, list) else v for k, v in answers.items()}
-    answers["service_account_id"] = "my-service"
     answers.update(overrides)
+    for key, derive in pre_gen_project.DERIVED.items():
+        if key not in overrides:
+            answers[key] = derive(answers)
     return answers
 
 
@@ -52,6 +55,12 @@ def test_defaults_are_valid() -> None:
         ("openai_model", "ft:gpt-4o-mini:org:custom:abc123"),
         ("openai_model", "meta-llama/Llama-3.1-8B"),
         ("description", "Bob's chat API (internal)"),
+        ("description", 'Answers "support" questions'),
+        ("description", "Costs $5 `per` call \\ <b>{braces}</b> & 50% ~off~"),
+        ("description", "Répond aux questions — 日本語 ✓"),
+        ("description", "d" * 200),
+        ("region", "northamerica-south1"),
+        ("region", "europe-north2"),
         ("python_version", "3.11"),
         ("client_auth", "none"),
         ("ci_provider", "cloud-build"),
@@ -93,7 +102,15 @@ def test_accepts_valid_value(key: str, value: str) -> None:
         ("openai_model", "gpt 4o", "no whitespace"),
         ("openai_model", "gpt-4o;rm", "gpt-4o-mini"),
         ("description", "line one\nline two", "one line"),
-        ("description", "costs $(whoami)", "description"),
+        ("description", "tab\there", "printable"),
+        ("description", "d" * 201, "1-200"),
+        ("description", "   ", "description"),
+        ("description", "costs {{ 7 * 7 }}", "Jinja markup"),
+        ("description", "a {% if x %} b", "Jinja markup"),
+        ("description", "a {# note #}", "Jinja markup"),
+        ("region", "northamerica-south1-a", "is a zone; Cloud Run needs a region such as "),
+        ("region", "europe-north", "not a Cloud Run region"),
+        ("region", "US-CENTRAL1", "not a Cloud Run region"),
         ("python_version", "3.10", "3.13, 3.12, 3.11"),
         ("client_auth", "basic", "iam, api-key, none"),
         ("ci_provider", "jenkins", "github-actions"),
@@ -101,7 +118,8 @@ def test_accepts_valid_value(key: str, value: str) -> None:
 )
 def test_rejects_invalid_value_naming_the_rule(key: str, value: str, expected: str) -> None:
     """Each invalid answer yields one message that names the variable and states the rule."""
-    errors = pre_gen_project.validate(default_answers(**{key: value}))
+    answers = {"service_account_id": "my-service", key: value}  # not derived from a bad name
+    errors = pre_gen_project.validate(default_answers(**answers))
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{key}: ")
     assert expected in errors[0]
@@ -141,23 +159,54 @@ def test_service_name_error_names_the_likely_slip_first(name: str, hint: str) ->
     assert message.startswith(f"{name!r} is not a Cloud Run service name {hint}: ")
 
 
-def test_derived_account_id_is_not_reported_when_only_the_name_is_wrong() -> None:
-    """The user never typed the account id: fixing service_name fixes it too."""
-    errors = pre_gen_project.validate(
-        default_answers(service_name="foo/bar", service_account_id="foo/bar")
-    )
-    assert [error.split(":")[0] for error in errors] == ["service_name"]
+def test_invalid_derived_account_id_is_named_in_the_first_error_list() -> None:
+    """An invalid service_name makes an invalid default account id: both are listed at once,
+    the account id with how it gets fixed (re-derived when answering again; a replay keeps it)."""
+    errors = pre_gen_project.validate(default_answers(service_name="My_Service"))
+    assert [error.split(":")[0] for error in errors] == ["service_name", "service_account_id"]
+    assert "'My_Service' is not a service account ID" in errors[1]
+    assert "default derived from service_name" in errors[1]
+    assert "replay file keeps it" in errors[1]
     typed = pre_gen_project.validate(
         default_answers(service_name="foo/bar", service_account_id="Bad_Account")
     )
-    assert [error.split(":")[0] for error in typed] == ["service_name", "service_account_id"]
+    assert "derived" not in typed[1]
 
 
-def test_description_rule_shows_single_braces() -> None:
-    message = pre_gen_project.check_description("a $b")
+def test_description_rule_names_jinja_markup_as_the_only_refused_text() -> None:
+    message = pre_gen_project.check_description("a {{ b }}")
     assert message is not None
-    assert "< > { }" in message
-    assert "{{" not in message
+    assert "printable" in message
+    assert "without Jinja markup ({{, {% or {#)" in message
+
+
+def test_region_newer_than_the_snapshot_is_accepted_with_a_warning() -> None:
+    """A well-formed region id off the list generates, with a warning naming the docs page."""
+    for region in ("northamerica-south1", "europe-north2"):
+        assert pre_gen_project.check_region(region) is None
+        warning = pre_gen_project.region_warning(region)
+        assert warning is not None
+        assert f"region: {region} is not in this template's list" in warning
+        assert "https://cloud.google.com/run/docs/locations" in warning
+    assert pre_gen_project.region_warning("us-central1") is None
+    assert pre_gen_project.region_warning("us-east1-d") is None  # refused, not warned
+    typo = pre_gen_project.region_warning("us-centrall1")
+    assert typo is not None
+    assert "a typo for us-central1?" in typo
+
+
+def test_stale_private_values_are_refused_naming_the_fix() -> None:
+    """A replay file keeps derived values: each stale one is named with its expected value."""
+    answers = default_answers(service_name="support-bot", _repo_dir="/any/where/template")
+    answers |= {"__dir_name": "My_Service", "__client_keys_secret": "My_Service-client-api-keys"}
+    errors = pre_gen_project.check_derived(answers)
+    assert [error.split(":")[0] for error in errors] == ["__dir_name", "__client_keys_secret"]
+    assert "'My_Service' does not follow the answers" in errors[0]
+    assert "gives 'support-bot'" in errors[0]
+    assert "~/.cookiecutter_replay/template.json" in errors[0]
+    assert "--no-input key=value" in errors[0]
+    assert "gives 'support-bot-client-api-keys'" in errors[1]
+    assert pre_gen_project.check_derived(default_answers(service_name="support-bot")) == []
 
 
 def test_reports_every_invalid_answer_at_once() -> None:
@@ -165,7 +214,8 @@ def test_reports_every_invalid_answer_at_once() -> None:
     errors = pre_gen_project.validate(
         default_answers(service_name="Bad", region="us", max_instances="0")
     )
-    assert [error.split(":")[0] for error in errors] == ["service_name", "region", "max_instances"]
+    keys = [error.split(":")[0] for error in errors]
+    assert keys == ["service_name", "region", "service_account_id", "max_instances"]
 
 
 def test_jinja_in_an_answer_is_refused_unless_it_is_the_derived_default() -> None:
@@ -207,16 +257,20 @@ def run_rendered_hook(tmp_path: Path, name: str, context: dict[str, Any], **env:
 HOSTILE_STRING = "x'''\"\"\" + __import__('os').system('touch PWNED') + r'''\\"
 
 
-def test_rendered_pre_gen_hook_reads_hostile_answers_as_data(tmp_path: Path) -> None:
-    """Quotes, triple quotes and backslashes in an answer cannot break out of the JSON literal."""
-    answers = default_answers(description=HOSTILE_STRING, _repo_dir=str(tmp_path))
+@pytest.mark.parametrize(("key", "code"), [("description", 0), ("service_name", 1)])
+def test_rendered_pre_gen_hook_reads_hostile_answers_as_data(
+    tmp_path: Path, key: str, code: int
+) -> None:
+    """Quotes, triple quotes and backslashes in an answer cannot break out of the JSON literal:
+    a description may hold them (accepted), a service name may not (refused)."""
+    answers = default_answers(**{key: HOSTILE_STRING}, _repo_dir=str(tmp_path))
     result = run_rendered_hook(
         tmp_path,
         "pre_gen_project.py",
         {"cookiecutter": answers, "_cookiecutter": answers},
     )
-    assert result.returncode == 1
-    assert "description: " in result.stderr
+    assert result.returncode == code, result.stderr
+    assert (f"{key}: " in result.stderr) == bool(code)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -226,6 +280,16 @@ def test_rendered_pre_gen_hook_accepts_the_defaults(tmp_path: Path) -> None:
         tmp_path, "pre_gen_project.py", {"cookiecutter": answers, "_cookiecutter": answers}
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_rendered_pre_gen_hook_warns_about_an_unlisted_region_and_succeeds(tmp_path: Path) -> None:
+    answers = default_answers(region="europe-north2", _repo_dir=str(tmp_path))
+    result = run_rendered_hook(
+        tmp_path, "pre_gen_project.py", {"cookiecutter": answers, "_cookiecutter": answers}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("Warning: region: europe-north2 is not in")
 
 
 def fake_tool(directory: Path, name: str, exit_code: int = 0) -> None:
@@ -245,7 +309,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_post_gen_hook_reports_every_tool_found(tmp_path: Path, project: Path) -> None:
-    """With gcloud, docker and a docker whose `buildx version` works, all three are found."""
+    """With gcloud and docker on PATH both are found, nothing is reported missing."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_tool(bin_dir, "gcloud")
@@ -261,7 +325,7 @@ def test_post_gen_hook_reports_every_tool_found(tmp_path: Path, project: Path) -
         env={**os.environ, "PATH": str(bin_dir)},
         check=True,
     )
-    for tool in ("gcloud", "docker", "docker buildx"):
+    for tool in ("gcloud", "docker"):
         assert f"  found    {tool}\n" in result.stdout
     assert "missing" not in result.stdout
     assert "./deploy.sh" in result.stdout
@@ -288,7 +352,50 @@ def test_post_gen_hook_names_missing_tools_with_link_and_purpose(
     assert "missing  gcloud: needed for deploy.sh" in result.stdout
     assert "https://cloud.google.com/sdk/docs/install" in result.stdout
     assert "  found    docker\n" in result.stdout
-    assert "missing  docker buildx: needed for linux/amd64 builds" in result.stdout
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_buildx_is_not_mentioned_on_an_x86_64_host(
+    machine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An amd64 machine builds Cloud Run's platform natively: no buildx line at all."""
+    fake_tool(tmp_path, "docker", exit_code=1)  # docker without the buildx plugin
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(post_gen_project.platform, "machine", lambda: machine)
+    report = "\n".join(post_gen_project.tool_report())
+    assert "  found    docker" in report
+    assert "buildx" not in report
+
+
+@pytest.mark.parametrize(("machine", "buildx_exit"), [("arm64", 1), ("aarch64", 1), ("arm64", 0)])
+def test_buildx_is_checked_on_an_arm64_host(
+    machine: str, buildx_exit: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apple silicon and arm64 Linux cross-build linux/amd64: buildx is found or named missing."""
+    fake_tool(tmp_path, "docker", exit_code=buildx_exit)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(post_gen_project.platform, "machine", lambda: machine)
+    report = post_gen_project.tool_report()
+    if buildx_exit == 0:
+        assert "  found    docker buildx" in report
+    else:
+        assert any(
+            line.startswith("  missing  docker buildx: needed for linux/amd64 images on this arm64")
+            for line in report
+        ), report
+
+
+def test_post_gen_hook_says_the_default_project_is_a_placeholder(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accepting the defaults leaves my-gcp-project: the hook names the flag to deploy anyway."""
+    assert DEFAULTS["gcp_project_id"] == post_gen_project.PLACEHOLDER_PROJECT_ID
+    post_gen_project.main(default_answers(), project)
+    out = capsys.readouterr().out
+    assert "gcp_project_id is the placeholder my-gcp-project" in out
+    assert "./deploy.sh --project YOUR_PROJECT_ID" in out
+    post_gen_project.main(default_answers(gcp_project_id="acme-prod"), project)
+    assert "placeholder" not in capsys.readouterr().out
 
 
 def test_post_gen_hook_makes_deploy_script_executable(tmp_path: Path, project: Path) -> None:
