@@ -22,6 +22,7 @@ from bench import layers
 from bench.project import BENCH, Context
 from bench.servers import Probe, free_port, time_to_first_200
 from bench.stats import Goal, Row, Sample, Spec, alternate
+from tests.base_images import base_image
 
 SIZE = Spec("image size", Goal("<=", 1.00), "seed-image", "MB")
 CONTAINER = Spec(
@@ -154,14 +155,16 @@ def measure(ctx: Context) -> list[Row]:
     with docker(ctx.work) as engine:
         rebuilt: list[Build] = []
 
+        base = ("--build-arg", f"PYTHON_IMAGE={base_image(service_context / 'Dockerfile')}")
+
         def cold() -> float:
-            return engine.build(service_context, "service", "--no-cache").seconds
+            return engine.build(service_context, "service", "--no-cache", *base).seconds
 
         def rebuild() -> float:
             """Change app/ only, as a developer does between two builds."""
             with (service_context / "app" / "main.py").open("a") as main:
                 main.write(f"# bench rebuild {secrets.token_hex(4)}\n")
-            rebuilt.append(engine.build(service_context, "service"))
+            rebuilt.append(engine.build(service_context, "service", *base))
             return rebuilt[-1].seconds
 
         colds, rebuilds = alternate(ctx.runs, cold, rebuild)
@@ -171,8 +174,9 @@ def measure(ctx: Context) -> list[Row]:
             "seed",
             "-f", str(BENCH / "seed.Dockerfile"),
             "--build-arg", f"PYTHON_VERSION={python_version}",
+            *base,
         ).image  # fmt: skip
-        bare = engine.build(bare_context, "bare").image
+        bare = engine.build(bare_context, "bare", *base).image
         for image in (service, bare):  # one unmeasured start each: warms the page cache
             engine.run_seconds(ctx, image)
         starts, bare_starts = alternate(

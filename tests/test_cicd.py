@@ -327,7 +327,7 @@ def test_pyproject_supports_every_python_the_template_offers(
     assert data["project"]["requires-python"] == ">=3.11"
     assert data["tool"]["ruff"]["target-version"] == "py311"
     assert data["tool"]["mypy"]["python_version"] == "3.11"
-    assert f"FROM python:{python_version}-slim" in (project / "Dockerfile").read_text()
+    assert f"ARG PYTHON_IMAGE=python:{python_version}-slim" in (project / "Dockerfile").read_text()
 
 
 # --- scripts/setup-github-wif.sh -----------------------------------------------------------

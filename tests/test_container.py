@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.base_images import STAND_IN_PREFIX, base_image
 from tests.conftest import Bake, require
 from tests.leaks import SCAN
 from tests.processes import free_port, port_open, processes
@@ -154,10 +155,9 @@ def image(
     context = tmp_path_factory.mktemp(f"context-{name}") / project.name
     shutil.copytree(project, context)
     plant_local_files(context)
-    base = re.search(r"^FROM\s+(\S+)", (context / "Dockerfile").read_text(), re.MULTILINE)
-    assert base is not None, "the Dockerfile has no FROM line"
-    build = docker_session.build(context, name)
-    return ServiceImage(name, answers, context, base[1], build)
+    base = base_image(context / "Dockerfile")
+    build = docker_session.build(context, name, "--build-arg", f"PYTHON_IMAGE={base}")
+    return ServiceImage(name, answers, context, base, build)
 
 
 # Runs inside the image as its default user: what a deployed instance would see.
@@ -403,7 +403,9 @@ def test_rebuild_after_an_app_change_reuses_the_dependency_layer(
     shutil.copytree(image.context, context)
     with (context / "app" / "main.py").open("a") as main:
         main.write("\n# an app-only change\n")
-    rebuild = docker_session.build(context, f"{image.name}-rebuild")
+    rebuild = docker_session.build(
+        context, f"{image.name}-rebuild", "--build-arg", f"PYTHON_IMAGE={image.base}"
+    )
     print(f"{image.name}: build {image.build.seconds:.1f} s, rebuild {rebuild.seconds:.1f} s")
 
     steps = build_steps(rebuild.output)
@@ -429,6 +431,31 @@ def test_image_is_at_most_1_percent_larger_than_the_seed_layout(
 
 
 # --- without an engine ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("python_version", ["3.13", "3.12", "3.11"])
+def test_dockerfile_builds_on_the_official_image_unless_told_otherwise(
+    bake_once: Bake, python_version: str
+) -> None:
+    """`docker build .` with no argument uses python:X-slim for the answer; PYTHON_IMAGE is the
+    only argument and is declared before FROM, so `--build-arg` can swap the base (the offline
+    stand-ins have a name of their own and never shadow the official image)."""
+    dockerfile = (bake_once(python_version=python_version) / "Dockerfile").read_text()
+    instructions = [line.split()[0] for line in dockerfile.splitlines() if line[:1].isalpha()]
+    assert instructions[:2] == ["ARG", "FROM"]
+    assert instructions.count("ARG") == 1
+    official = f"python:{python_version}-slim"
+    assert f"\nARG PYTHON_IMAGE={official}\nFROM ${{PYTHON_IMAGE}}\n" in dockerfile
+
+
+def test_ci_stand_ins_never_take_the_official_image_names() -> None:
+    """.ci/provision tags what it builds under its own prefix, the one the tests look for."""
+    provision = (Path(__file__).parent.parent / ".ci" / "provision").read_text()
+    tags = re.findall(r"^build_base_image (\S+) \S+", provision, re.MULTILINE)
+    assert tags == [
+        f"{STAND_IN_PREFIX}python:3.11-slim",
+        f"{STAND_IN_PREFIX}python:3.13-slim",
+    ]
 
 
 @pytest.mark.parametrize("python_version", ["3.13", "3.12", "3.11"])
