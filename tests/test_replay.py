@@ -1,15 +1,19 @@
-"""Recovering from wrong answers with the real cookiecutter CLI: replay files and --no-input."""
+"""Recovering from wrong answers: replay files and --no-input with the real cookiecutter CLI, and
+the hook's copy of every value cookiecutter.json derives."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cookiecutter.environment import StrictEnvironment
 
+from hooks import pre_gen_project
 from tests.conftest import TEMPLATE_ROOT
 
 COOKIECUTTER = Path(sys.executable).parent / "cookiecutter"
@@ -106,3 +110,53 @@ def test_no_input_with_corrected_answers_recovers(
     config = (project / "app" / "core" / "config.py").read_text()
     assert '"support-bot-client-api-keys"' in config
     assert "DEFAULT_SERVICE_ACCOUNT_ID='support-bot'" in (project / "scripts/common.sh").read_text()
+
+
+DEFAULTS = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+JINJA = re.compile(r"\{[{%]")
+
+
+def render_in_order(overrides: dict[str, str]) -> dict[str, str]:
+    """The answers as cookiecutter renders them: each default sees the answers before it."""
+    env = StrictEnvironment(context={"cookiecutter": {}})
+    answers: dict[str, str] = {}
+    for key, default in DEFAULTS.items():
+        if (key.startswith("_") and not key.startswith("__")) or key == "__prompts__":
+            continue
+        value = overrides.get(key, default[0] if isinstance(default, list) else default)
+        if isinstance(value, str) and JINJA.search(value):
+            value = env.from_string(value).render(cookiecutter=answers)
+        answers[key] = str(value)
+    return answers
+
+
+def test_every_derived_value_in_cookiecutter_json_is_recomputed_by_the_hook() -> None:
+    """A new derived default (a `__` key or a Jinja default) fails here until the pre-gen hook
+    recomputes it, so a stale replay of it is caught like the others."""
+    derived = {
+        key for key, value in DEFAULTS.items() if isinstance(value, str) and JINJA.search(value)
+    }
+    assert derived == set(pre_gen_project.DERIVED)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"service_name": "support-bot"},
+        {"service_name": "api"},
+        {"service_name": "a" * 49},
+        {"service_name": "x" * 29 + "-y"},
+        {"service_name": "My_Service"},
+        {"service_name": "foo/bar.baz"},
+        {"service_name": ""},
+        *({option: choice} for option in ("python_version", "client_auth", "ci_provider")
+          for choice in DEFAULTS[option]),
+    ],
+)  # fmt: skip
+def test_hook_derivations_match_what_cookiecutter_renders(overrides: dict[str, str]) -> None:
+    """For names valid or not and every choice, the hook derives what cookiecutter.json does."""
+    answers = render_in_order(overrides)
+    for key, derive in pre_gen_project.DERIVED.items():
+        assert derive(answers) == answers[key], key
+    assert pre_gen_project.check_derived(answers) == []
