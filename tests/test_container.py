@@ -409,7 +409,8 @@ def test_rebuild_after_an_app_change_reuses_the_dependency_layer(
     print(f"{image.name}: build {image.build.seconds:.1f} s, rebuild {rebuild.seconds:.1f} s")
 
     steps = build_steps(rebuild.output)
-    rebuilt = [step for step, output in steps[1:] if "Using cache" not in output]
+    base = next(i for i, (step, _) in enumerate(steps) if step.startswith("FROM"))
+    rebuilt = [step for step, output in steps[base + 1 :] if "Using cache" not in output]
     assert DEPENDENCY_STEP in [step for step, _ in steps]
     assert DEPENDENCY_STEP not in rebuilt
     assert rebuilt[0].startswith("COPY app"), rebuilt
