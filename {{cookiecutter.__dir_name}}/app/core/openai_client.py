@@ -1,7 +1,7 @@
 """The process's one AsyncOpenAI client, the key behind it, and upstream failures as ApiErrors.
 
-openai is imported off the event loop when the client is built (about 0.3 s), so /health answers
-while it loads. After a 401 the key is resolved again once, which picks up a rotated secret.
+openai is imported off the event loop when the client is built (a slow import), so /health
+answers while it loads. After a 401 the key is resolved again once, which picks up a rotated secret.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Resolve a secret from an env var, else a mounted file, else Secret Manager.
 
 Cloud Run's `--set-secrets` provides the env var or the file; Secret Manager is the fallback for
-local runs and other hosts. google-cloud-secret-manager is imported only on that last path: it
-costs about 0.2 s of cold start. Error messages say what to do and never contain the value.
+local runs and other hosts. google-cloud-secret-manager is imported only on that last path: its
+import is a noticeable part of a cold start. Error messages say what to do and never contain
+the value.
 """
 
 from __future__ import annotations
