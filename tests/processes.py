@@ -126,7 +126,7 @@ def _spawn(
     venv: Path, project: Path, argv: list[str], log: Path, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     path = f"{venv / 'bin'}:{os.environ['PATH']}"
-    base = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    base = {"PATH": path, "HOME": str(Path.home()), "LANG": "C.UTF-8"}
     with log.open("wb") as out:
         return subprocess.Popen(
             argv, cwd=project, env=base | env, stdout=out, stderr=subprocess.STDOUT
