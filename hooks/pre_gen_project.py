@@ -20,9 +20,10 @@ from typing import Any
 # The hook is rendered by Jinja before it runs: everything up to "endraw" is taken literally.
 # {% raw %}
 
-# Cloud Run regions: snapshot of https://cloud.google.com/run/docs/locations, checked 2026-12-01.
+# Cloud Run regions: a snapshot of https://cloud.google.com/run/docs/locations on REGIONS_CHECKED.
 # A hint, not a gate: a well-formed region id missing here is accepted with a warning. A new
 # region needs one line here and one in the generated scripts/validate.sh (a test compares them).
+REGIONS_CHECKED = "2026-12-01"
 CLOUD_RUN_REGIONS = frozenset(
     {
         "africa-south1",
@@ -173,9 +174,9 @@ def region_warning(value: object) -> str | None:
     close = difflib.get_close_matches(value, sorted(CLOUD_RUN_REGIONS), n=1)
     typo = f" (a typo for {close[0]}?)" if close else ""
     return (
-        f"region: {value} is not in this template's list of Cloud Run regions{typo}, which was "
-        "checked on 2026-12-01; generating anyway. If the deploy says the region is unknown, "
-        "pick one from https://cloud.google.com/run/docs/locations"
+        f"region: {value} is not in this template's list of Cloud Run regions{typo}, checked on "
+        f"{REGIONS_CHECKED}; generating anyway. If the deploy says the region is unknown, pick "
+        "one from https://cloud.google.com/run/docs/locations"
     )
 
 
