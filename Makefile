@@ -30,8 +30,8 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not docker and not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check hooks tests bench
-	$(BIN)/ruff format --check hooks tests bench
+	$(BIN)/ruff check hooks tests bench cloudrun_fastapi_jinja.py
+	$(BIN)/ruff format --check hooks tests bench cloudrun_fastapi_jinja.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

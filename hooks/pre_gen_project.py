@@ -190,7 +190,7 @@ def check_model(value: object) -> str | None:
 
 
 def check_description(value: object) -> str | None:
-    """Any printable line: each file it lands in escapes it (hooks/escape.py)."""
+    """Any printable line: each file it lands in escapes it (cloudrun_fastapi_jinja.py)."""
     if (
         isinstance(value, str)
         and value.strip()

@@ -43,6 +43,7 @@ def cookiecutter(home: Path, *args: str | Path) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         env={**env, "HOME": str(home)},
+        cwd=home,  # away from the template: its filters load from the template's own folder
         timeout=120,
         check=False,
     )

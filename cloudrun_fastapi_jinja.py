@@ -1,7 +1,8 @@
 """Jinja filters that place a free-text answer (description) safely in each kind of file.
 
-cookiecutter.json loads them (`_extensions`); the pre-gen hook only guarantees one printable
-line, so quotes, `$`, backticks, backslashes and `<>{}` all reach these filters.
+cookiecutter.json loads them (`_extensions`; cookiecutter puts the template's folder on the import
+path, and the module's name is unlikely to clash with an installed one). The pre-gen hook only
+guarantees one printable line, so quotes, `$`, backticks, backslashes and `<>{}` all reach here.
 """
 
 from __future__ import annotations
