@@ -171,7 +171,10 @@ def region_warning(value: object) -> str | None:
     """A well-formed region the snapshot does not list: newer regions exist, so only warn."""
     if not isinstance(value, str) or value in CLOUD_RUN_REGIONS or check_region(value):
         return None
-    close = difflib.get_close_matches(value, sorted(CLOUD_RUN_REGIONS), n=1)
+    # A new number in a known family (europe-north2) is a new region; an unknown family a typo?
+    family = value.rstrip("0123456789")
+    known = any(region.rstrip("0123456789") == family for region in CLOUD_RUN_REGIONS)
+    close = [] if known else difflib.get_close_matches(value, sorted(CLOUD_RUN_REGIONS), n=1)
     typo = f" (a typo for {close[0]}?)" if close else ""
     return (
         f"region: {value} is not in this template's list of Cloud Run regions{typo}, checked on "

@@ -193,6 +193,7 @@ def test_region_newer_than_the_snapshot_is_accepted_with_a_warning() -> None:
     typo = pre_gen_project.region_warning("us-centrall1")
     assert typo is not None
     assert "a typo for us-central1?" in typo
+    assert "typo" not in (pre_gen_project.region_warning("europe-north2") or "")
 
 
 def test_stale_private_values_are_refused_naming_the_fix() -> None:
