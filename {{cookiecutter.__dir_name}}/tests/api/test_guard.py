@@ -1,58 +1,35 @@
 """Every path under /v1 is guarded by construction: this walks the app's routes (mounts
 included) and probes each one, so it covers routes added later too, however they are added.
 
-client_auth={{ cookiecutter.client_auth }}: {{ "no key or a wrong key is refused (401) before the route runs, and " if cookiecutter.client_auth == "api-key" else "" }}each client's
-requests are rate limited (429 with Retry-After). Paths outside /v1 are open and few: each is
-listed in OPEN_PATHS, so adding one is a decision this test makes visible.
+{%- if cookiecutter.client_auth == "api-key" %}
+client_auth=api-key: no key or a wrong key is refused (401) before the route runs, and each
+client's requests are rate limited (429 with Retry-After).
+{%- else %}
+client_auth={{ cookiecutter.client_auth }}: each client's requests are rate limited (429 with Retry-After).
+{%- endif %}
+Paths outside /v1 are open and few: each is listed in OPEN_PATHS, so adding one is a decision
+made here.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import Route
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.deps import ClientDep
 from app.core.rate_limit import MemoryRateLimiter
 from tests.conftest import {{ "CLIENT_KEY, " if cookiecutter.client_auth == "api-key" else "" }}MakeClient
+from tests.routes import GUARDED, Probe, walk
 
 OPEN_PATHS = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-GUARDED = re.compile(r"/v1(/.*)?")
-
-
-@dataclass(frozen=True)
-class Probe:
-    method: str  # an HTTP method, or "WEBSOCKET"
-    path: str  # a concrete path: parameters filled in
-
-
-def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[Probe]:
-    """One probe per method of every route, descending into included routers (FastAPI keeps
-    them as routers, with their prefix) and into mounted applications."""
-    for context in iter_route_contexts(routes):
-        route, path = context.original_route, prefix + (context.path or "")
-        if isinstance(route, Mount):
-            yield Probe("GET", path + "/")  # the mount itself, routed or not
-            yield from walk(route.routes, path)
-        elif isinstance(route, WebSocketRoute):
-            yield Probe("WEBSOCKET", concrete(path))
-        elif isinstance(route, Route):  # FastAPI's APIRoute too
-            for method in sorted(context.methods or {"GET"}):
-                yield Probe(method, concrete(path))
-
-
-def concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "1", path)
 
 
 def guarded_probes(app: FastAPI) -> list[Probe]:
