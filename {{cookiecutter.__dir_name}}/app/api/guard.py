@@ -48,17 +48,21 @@ def guarded(path: str) -> bool:
     return path == GUARDED_PREFIX or path.startswith(GUARDED_PREFIX + "/")
 
 
+def route_path(scope: Scope) -> str:
+    """The path Starlette routes on (its get_route_path): without the root_path prefix."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
 class ClientGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Starlette routes on the path without root_path: so does the guard.
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if scope["type"] not in ("http", "websocket") or not guarded(path):
+        if scope["type"] not in ("http", "websocket") or not guarded(route_path(scope)):
             await self.app(scope, receive, send)
             return
         try:

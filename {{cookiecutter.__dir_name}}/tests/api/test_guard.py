@@ -25,6 +25,11 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.deps import ClientDep
+from app.api.guard import route_path
+{%- if cookiecutter.client_auth == "api-key" %}
+from app.core.client_keys import key_id
+{%- endif %}
+from app.core.context import current_client
 from app.core.rate_limit import MemoryRateLimiter
 from tests.conftest import {{ "CLIENT_KEY, " if cookiecutter.client_auth == "api-key" else "" }}MakeClient
 from tests.routes import GUARDED, Probe, walk
@@ -62,9 +67,13 @@ class Added:
         router = APIRouter(prefix="/v1/extra")
 
         @router.post("/summarize")
-        async def summarize(client: ClientDep) -> dict[str, str]:
+        async def summarize(request: Request, client: ClientDep) -> dict[str, str | None]:
             self.calls += 1
-            return {"summary": "...", "client": client}
+            return {
+                "client": client,
+                "state": request.state.client,
+                "context": current_client.get(),  # what log lines written here read
+            }
 
         app.include_router(router)
 
@@ -163,6 +172,14 @@ def test_every_route_under_v1_is_rate_limited(guarded_client: TestClient, added:
     assert {p: r for p, r in limited.items() if r[0] == 429 or r[1] != 429 or not r[2]} == {}
 
 
+def test_the_guard_sees_the_path_starlette_routes_on() -> None:
+    """Under a root_path (uvicorn --root-path) the routed path drops that prefix; so does the
+    guard, and a prefix that is not a whole segment is not a root path at all."""
+    assert route_path({"path": "/api/v1/chat", "root_path": "/api"}) == "/v1/chat"
+    assert route_path({"path": "/apiv1/chat", "root_path": "/api"}) == "/apiv1/chat"
+    assert route_path({"path": "/v1/chat", "root_path": ""}) == "/v1/chat"
+
+
 def test_an_unrouted_path_under_v1_is_guarded_and_v1_lookalikes_are_not(
     make_client: MakeClient,
 ) -> None:
@@ -179,7 +196,8 @@ def test_the_guard_names_the_client_for_the_route(guarded_client: TestClient) ->
     headers = {"X-Forwarded-For": "203.0.113.9"{{ ', "X-API-Key": CLIENT_KEY' if cookiecutter.client_auth == "api-key" else "" }}}
     reply = guarded_client.post("/v1/extra/summarize", headers=headers)
     assert reply.status_code == 200
-    assert reply.json()["client"] == {{ '"key:" + reply.json()["client"].removeprefix("key:")' if cookiecutter.client_auth == "api-key" else '"ip:203.0.113.9"' }}
+    assert reply.json()["client"] == reply.json()["state"] == reply.json()["context"]
+    assert reply.json()["client"] == {{ 'key_id(CLIENT_KEY)' if cookiecutter.client_auth == "api-key" else '"ip:203.0.113.9"' }}
 {%- if cookiecutter.client_auth == "api-key" %}
     assert CLIENT_KEY not in reply.text
 {%- endif %}
