@@ -167,3 +167,15 @@ def test_no_hostile_trace_header_gives_a_500_from_a_real_uvicorn(
     assert [s for (path, _), s in statuses.items() if path == "/health"] == [200] * len(CORPUS)
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert [e["message"] for e in entries if "stack_trace" in e] == []
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "0" * 5000 + "2"], ids=["huge", "zero-padded"])
+def test_an_absurd_content_length_is_refused_or_read_never_a_500(
+    make_client: MakeClient, length: str
+) -> None:
+    """int() refuses over 4,300 digits: the body cap must not get that far."""
+    client = make_client()
+    headers = [(b"content-length", length.encode()), (b"content-type", b"application/json")]
+    headers += [(name.encode(), value.encode()) for name, value in AUTH]
+    response = client.post("/v1/chat", content=b"{}", headers=headers)
+    assert response.status_code == (413 if length.startswith("9") else 422)

@@ -93,10 +93,11 @@ class ClientGuard:
         except SecretUnavailable:  # logged when the load failed; /ready says so too
             raise ApiError(503, "client_keys_unavailable", keys.reason) from None
         if key is None or not valid:
-            # Refusals are charged to the address, so guessing keys is rate limited too.
+            # Refusals are charged to the address, so guessing keys is rate limited too; the
+            # ones over the limit are not logged, so a flood cannot flood the log.
+            await take_token(state.rate_limiter, address)
             fields = {"key_id": key_id(key) if key else None, "client": address}
             logger.warning("client key refused", extra={"fields": fields})
-            await take_token(state.rate_limiter, address)
             raise ApiError(401, "unauthorized", "the API key is not valid" if key else MISSING_KEY)
         client = key_id(key)
 {%- elif cookiecutter.client_auth == "iam" %}
