@@ -64,5 +64,5 @@ def test_route_dependencies_run_on_the_event_loop() -> None:
         if isinstance(route, APIRoute)
     ]
     calls = [call for route in routes for call in dependency_calls(route.dependant)]
-    assert len(calls) >= 4  # settings, upstream (twice), the client guard
+    assert len(calls) >= 4  # settings, upstream (twice), the client id
     assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []
