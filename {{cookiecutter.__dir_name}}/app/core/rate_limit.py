@@ -1,7 +1,8 @@
-"""A token bucket per client, in this instance's memory.
+"""Per-client rate limits: `build_rate_limiter(settings)` picks the store.
 
-Cloud Run runs several instances, each with its own buckets: the effective limit is per instance.
-A limit shared by all instances needs a shared store (e.g. Memorystore with the `limits` package).
+Today that is a token bucket per client in this instance's memory. Cloud Run runs several
+instances, each with its own buckets, so the effective limit is per instance; a limit shared by
+all instances needs a shared store (e.g. Memorystore), behind the same `acquire`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+from app.core.config import Settings
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, client: str) -> float:
+        """Take one request from `client`'s allowance: 0.0 when allowed, else the seconds until
+        the next one is."""
+        ...
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    return MemoryRateLimiter(settings.rate_limit_per_minute)
 
 
 @dataclass
@@ -18,7 +33,7 @@ class Bucket:
     updated: float
 
 
-class RateLimiter:
+class MemoryRateLimiter:
     def __init__(
         self,
         per_minute: int,
@@ -32,7 +47,7 @@ class RateLimiter:
         # Least recently seen first, so memory stays bounded under many distinct clients.
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
-    def acquire(self, client: str) -> float:
+    async def acquire(self, client: str) -> float:
         """Take one token: 0 when allowed, else the seconds until a token is available."""
         now = self.clock()
         bucket = self._buckets.pop(client, None) or Bucket(self.capacity, now)
