@@ -18,31 +18,32 @@ IAM_RETRY_DELAY=${IAM_RETRY_DELAY:-5}
 # command is printed, VAR is empty and the resource counts as missing, so a dry run shows every
 # command a fresh project needs.
 lookup() {
-  local var=$1 output errors status=0
+  # Locals are _-prefixed: VAR is set with printf -v, and a local of the same name would hide it.
+  local _var=$1 _output _errors _status=0
   shift
-  printf -v "$var" '%s' ''
+  printf -v "$_var" '%s' ''
   if [[ $DRY_RUN == yes ]]; then
     run "$@"
     return 1
   fi
-  errors=$(mktemp)
-  output=$("$@" 2>"$errors") || status=$?
-  if ((status == 0)); then
-    rm -f "$errors"
-    printf -v "$var" '%s' "$output"
+  _errors=$(mktemp)
+  _output=$("$@" 2>"$_errors") || _status=$?
+  if ((_status == 0)); then
+    rm -f "$_errors"
+    printf -v "$_var" '%s' "$_output"
     return 0
   fi
-  output=$(<"$errors")
-  rm -f "$errors"
+  _output=$(<"$_errors")
+  rm -f "$_errors"
   # A disabled API also answers PERMISSION_DENIED, so it is recognised first.
-  case $output in
+  case $_output in
     *SERVICE_DISABLED* | *"has not been used in project"*) return 2 ;;
     *PERMISSION_DENIED* | *"does not have permission"* | *"Permission denied"*)
-      die "$(printf '%q ' "$@")was refused:" "$output" \
+      die "$(printf '%q ' "$@")was refused:" "$_output" \
         "The active account (gcloud auth list) needs a role that can read this: README, \"CI/CD\", lists each role with the command that needs it. Nothing was created." ;;
     *NOT_FOUND* | *"not found"* | *"does not exist"* | *"Cannot find"*) return 1 ;;
   esac
-  die "$(printf '%q ' "$@")failed:" "$output"
+  die "$(printf '%q ' "$@")failed:" "$_output"
 }
 
 # grant COMMAND...: run an add-iam-policy-binding, retrying while IAM does not see a service
