@@ -1,8 +1,9 @@
-"""Generated CI/CD: GitHub Actions workflows, the WIF setup script, cloudbuild.yaml, and cruft.
+"""Generated CI/CD and dev loop: which files each provider gets, GitHub Actions workflows, the
+Makefile's local targets, and cruft. (scripts/setup-github-wif.sh: test_setup_wif.py;
+cloudbuild.yaml: test_cloudbuild.py.)
 
-Every check runs a real tool offline: actionlint and zizmor on the workflows, shellcheck on the
-setup script, the real gcloud parser on every gcloud line, and cruft against a git clone of this
-template. The setup script runs against a recording gcloud stand-in (one JSON argv per line).
+Every check runs a real tool offline: actionlint and zizmor on the workflows, make -n on the
+Makefile, and cruft against a git clone of this template.
 """
 
 from __future__ import annotations
@@ -37,36 +38,6 @@ GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|\bcookiecutter\.")
 # owner/name@<40 hex> # vX.Y.Z : a full commit SHA with the version it is, for humans and bots.
 PINNED_USES = re.compile(r"^\s*(?:-\s*)?uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
-NO_ACCOUNT = "You do not currently have an active account selected"
-
-# Builder images Cloud Build can pull: its own builders and Docker Hub's python images.
-KNOWN_BUILDERS = {
-    "gcr.io/cloud-builders/docker",
-    "gcr.io/google.com/cloudsdktool/cloud-sdk:slim",
-    "python:3.13",
-    "python:3.12",
-    "python:3.11",
-}
-CLOUD_BUILD_BUILTINS = {"PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION", "SHORT_SHA"}
-SUBSTITUTION = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)\}?")
-
-REPO = "acme/my-service"
-PROJECT_NUMBER = "123456789012"
-# A recording gcloud: logs argv as one JSON line; `describe` of a name listed in STANDIN_MISSING
-# fails with NOT_FOUND like the real CLI, every other call succeeds.
-GCLOUD_STANDIN = f"""#!{sys.executable}
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["STANDIN_LOG"], "a", encoding="utf-8") as log:
-    log.write(json.dumps(args) + "\\n")
-words = [arg for arg in args if not arg.startswith("-")]
-if words[:2] == ["auth", "list"]:
-    print("admin@example.com")
-elif words[:2] == ["projects", "describe"]:
-    print("{PROJECT_NUMBER}")
-elif "describe" in words and words[-1] in os.environ.get("STANDIN_MISSING", "").split():
-    sys.exit(f"ERROR: (gcloud) NOT_FOUND: {{words[-1]}} was not found.")
-"""
 
 
 # --- Bakes ---------------------------------------------------------------------------------
@@ -75,11 +46,6 @@ elif "describe" in words and words[-1] in os.environ.get("STANDIN_MISSING", "").
 @pytest.fixture(scope="module")
 def github_project(bake_once: Bake) -> Path:
     return bake_once(ci_provider="github-actions")
-
-
-@pytest.fixture(scope="module", params=["iam", "api-key", "none"])
-def cloud_build_project(request: pytest.FixtureRequest, bake_once: Bake) -> Path:
-    return bake_once(ci_provider="cloud-build", client_auth=request.param)
 
 
 def answers_of(project: Path) -> dict[str, Any]:
@@ -312,6 +278,34 @@ def test_make_run_reloads_on_app_changes_only(github_project: Path) -> None:
     assert "--reload" in argv
     assert argv[argv.index("--reload-dir") + 1] == "app"
     assert argv.count("--reload-dir") == 1
+
+
+@pytest.mark.parametrize(
+    ("client_auth", "needs"),
+    [("api-key", {"OPENAI_API_KEY", "CLIENT_API_KEYS"}), ("iam", {"OPENAI_API_KEY"}),
+     ("none", {"OPENAI_API_KEY"})],
+)  # fmt: skip
+def test_make_docker_run_publishes_the_port_and_passes_what_the_mode_needs(
+    bake_once: Bake, client_auth: str, needs: set[str]
+) -> None:
+    """Docker Desktop has no host network: the port is published (on 127.0.0.1 only) and PORT
+    set to match; the variables the client_auth mode reads are passed by name, so no value is
+    on the command line; client keys only where the mode reads them."""
+    project = bake_once(client_auth=client_auth)
+    result = subprocess.run(
+        ["make", "-n", "docker-run", "PORT=9123"],
+        cwd=project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    argv = shlex.split(result.stdout.replace("\\\n", " "))
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert "--network" not in argv
+    assert argv[argv.index("-p") + 1] == "127.0.0.1:9123:9123"
+    passed = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-e"]
+    assert "PORT=9123" in passed
+    by_name = {name for name in passed if "=" not in name}
+    assert needs <= by_name
+    assert ("CLIENT_API_KEYS" in by_name) is (client_auth == "api-key")
+    assert argv[-1] == f"{answers_of(project)['service_name']}:dev"
 
 
 @pytest.mark.parametrize("python_version", ["3.13", "3.12", "3.11"])

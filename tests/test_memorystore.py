@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Bake
-from tests.test_cicd import NO_ACCOUNT
+from tests.gcloud_parser import NO_ACCOUNT
 
 STANDIN = Path(__file__).parent / "fixtures" / "memorystore_standin.py"
 VENV_BIN = Path(sys.executable).parent

@@ -5,12 +5,10 @@
 # (README, "Shared limits and budgets"). deploy.sh sources this file after scripts/common.sh and,
 # when --memorystore NAME or --redis-url-secret NAME is given, calls redis_preflight before
 # anything changes and redis_ensure once the runtime account exists, before the deploy.
-#
 # Inputs (shell variables): MEMORYSTORE_INSTANCE, REDIS_URL_SECRET, VPC_NETWORK, VPC_SUBNET and
 # deploy.sh's PROJECT_ID, REGION, SERVICE_NAME, RUNTIME_SA_EMAIL.
 # Outputs: entries appended to deploy.sh's SECRET_MAPPINGS (--set-secrets), DEPLOY_ENV
 # (--set-env-vars) and DEPLOY_FLAGS (gcloud run deploy flags).
-#
 # - --memorystore NAME: describe-or-create a Memorystore for Redis instance (basic tier, 1 GB, AUTH
 #   and in-transit encryption on) on VPC_NETWORK, store rediss://:AUTH@HOST:PORT in the secret
 #   REDIS_URL_SECRET (default SERVICE_NAME-redis-url) and the instance's server CA in
