@@ -134,9 +134,10 @@ _redis_read() {
 
 # _redis_percent_encode TEXT: TEXT with everything but URL-unreserved bytes as %XX.
 _redis_percent_encode() {
-  local LC_ALL=C text=$1 encoded='' char i
-  for ((i = 0; i < ${#text}; i++)); do
-    char=${text:i:1}
+  local LC_ALL=C text=$1 encoded='' char
+  while [[ -n $text ]]; do
+    char=${text:0:1}
+    text=${text:1}
     case $char in
       [A-Za-z0-9._~-]) encoded+=$char ;;
       *) printf -v char '%%%02X' "'$char"; encoded+=$char ;;
@@ -187,7 +188,7 @@ redis_ensure() {
   step "Memorystore for Redis $MEMORYSTORE_INSTANCE in $REGION, its secrets and their bindings"
   local where=("${REDIS_WHERE[@]}") info host port auth ca url secret status=0
   # ${a[@]+...}: an empty array under set -u on bash before 4.4.
-  if ((${#REDIS_APIS[@]} > 0)); then
+  if [[ -n ${REDIS_APIS[*]-} ]]; then
     run gcloud services enable ${REDIS_APIS[@]+"${REDIS_APIS[@]}"} --project="$PROJECT_ID"
   fi
   lookup info gcloud redis instances describe "$MEMORYSTORE_INSTANCE" "${where[@]}" \
