@@ -221,6 +221,41 @@ def test_the_deployer_gets_the_smallest_set_of_roles_that_deploys(
         assert not any(role == grant[3] for grant in grants(calls))
 
 
+def test_with_memorystore_the_deployer_may_read_and_rotate_the_redis_secrets_only(
+    github_project: Path, run_setup: SetupRunner
+) -> None:
+    """--memorystore: CI's deploy reads the instance, the subnet and the AUTH string (a custom
+    role with that one permission, not redis.admin), compares and updates the two Redis secrets;
+    the instance must exist already; the repository variable for deploy.yml is printed."""
+    project_id = answers_of(github_project)["gcp_project_id"]
+    deployer = f"serviceAccount:{wif_names(github_project)['deployer']}"
+    args = ("--github-repo", REPO, "--memorystore", "my-redis")
+    result, calls = run_setup(github_project, *args, missing=("redisAuthStringReader",), **IDS)
+    assert result.returncode == 0, result.stderr
+    (role,) = [argv for argv in calls if argv[:3] == ["iam", "roles", "create"]]
+    assert flag(role, "permissions") == "redis.instances.getAuthString"
+    added = grants(calls) - grants(run_setup(github_project, "--github-repo", REPO, **IDS)[1])
+    custom = f"projects/{project_id}/roles/redisAuthStringReader"
+    assert {(kind, role) for kind, _, member, role in added if member == deployer} == {
+        ("projects", "roles/redis.viewer"), ("projects", "roles/compute.networkViewer"),
+        ("projects", custom), ("secrets", "roles/secretmanager.viewer"),
+        ("secrets", "roles/secretmanager.secretAccessor"),
+        ("secrets", "roles/secretmanager.secretVersionAdder"),
+    }  # fmt: skip
+    assert {resource for kind, resource, _, _ in added if kind == "secrets"} == {
+        "my-service-redis-url", "my-service-redis-ca"
+    }  # fmt: skip
+    assert "gh variable set MEMORYSTORE_INSTANCE --repo acme/my-service --body my-redis" in (
+        result.stdout
+    )
+    deploy = (github_project / ".github/workflows/deploy.yml").read_text()
+    assert "MEMORYSTORE_INSTANCE: ${{ vars.MEMORYSTORE_INSTANCE }}" in deploy
+    missing, calls = run_setup(github_project, *args, missing=("my-redis",), **IDS)
+    assert missing.returncode != 0
+    assert "Memorystore instance my-redis" in missing.stderr
+    assert not [argv for argv in calls if "add-iam-policy-binding" in argv]
+
+
 def test_setup_wif_prints_the_repository_variables_deploy_yml_reads(
     github_project: Path, run_setup: SetupRunner
 ) -> None:
@@ -445,7 +480,10 @@ def test_every_gcloud_line_of_setup_wif_passes_the_real_parser(
         project, "--github-repo", REPO, missing=tuple(wif_names(project).values()), **IDS
     )
     assert result.returncode == 0, result.stderr
-    updated, more = run_setup(project, "--github-repo", REPO, STANDIN_CONDITION="old", **IDS)
+    updated, more = run_setup(
+        project, "--github-repo", REPO, "--memorystore", "my-redis",
+        missing=("redisAuthStringReader",), STANDIN_CONDITION="old", **IDS,
+    )  # fmt: skip
     assert updated.returncode == 0, updated.stderr
     distinct = {tuple(argv) for argv in calls + more}
     assert len(distinct) >= 18

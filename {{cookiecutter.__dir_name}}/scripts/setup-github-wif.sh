@@ -18,6 +18,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/common.sh
 # shellcheck source=scripts/gcloud_checks.sh
 source scripts/gcloud_checks.sh
+# The Redis settings and names deploy.sh uses (--memorystore, --redis-url-secret).
+# shellcheck source=scripts/memorystore.sh
+source scripts/memorystore.sh
 
 GITHUB_ISSUER=https://token.actions.githubusercontent.com
 
@@ -41,6 +44,9 @@ Options (each also read from the environment variable in brackets; a flag wins):
   --pool ID                 workload identity pool     [WIF_POOL_ID, default: github]
   --provider ID             its provider for this repo [WIF_PROVIDER_ID, default: $DEFAULT_PROVIDER_ID]
   --deployer ID             deployer service account   [DEPLOYER_SERVICE_ACCOUNT_ID, default: $DEFAULT_DEPLOYER_ID]
+  --memorystore NAME        CI deploys with this Memorystore instance (as ./deploy.sh --memorystore)
+                            [MEMORYSTORE_INSTANCE]
+  --redis-url-secret NAME   CI deploys with your own Redis URL in this secret [REDIS_URL_SECRET]
   --dry-run                 print every command, shell-quoted, and run none
   -h, --help                show this help
 
@@ -126,6 +132,8 @@ set_option() {
     --pool) WIF_POOL_ID=$2 ;;
     --provider) WIF_PROVIDER_ID=$2 ;;
     --deployer) DEPLOYER_ID=$2 ;;
+    --memorystore) MEMORYSTORE_INSTANCE=$2 ;;
+    --redis-url-secret) REDIS_URL_SECRET=$2 ;;
     *) return 1 ;;
   esac
 }
@@ -167,6 +175,20 @@ if [[ $CLIENT_AUTH == api-key ]]; then
   validate_secret_name "$CLIENT_KEYS_SECRET_NAME" CLIENT_KEYS_SECRET_NAME || invalid=1
   secrets+=("$CLIENT_KEYS_SECRET_NAME")
 fi
+# Redis secrets: the deploy reads (to compare) and updates the Memorystore ones itself.
+redis_secrets=()
+MEMORYSTORE_INSTANCE=${MEMORYSTORE_INSTANCE:-}
+if [[ -n $MEMORYSTORE_INSTANCE || -n ${REDIS_URL_SECRET:-} ]]; then
+  _redis_settings
+  validate_secret_name "$REDIS_URL_SECRET" 'REDIS_URL_SECRET (--redis-url-secret)' || invalid=1
+  if [[ -n $MEMORYSTORE_INSTANCE ]]; then
+    validate_memorystore_instance "$MEMORYSTORE_INSTANCE" 'MEMORYSTORE_INSTANCE (--memorystore)' ||
+      invalid=1
+    redis_secrets=("$REDIS_URL_SECRET" "$REDIS_CA_SECRET")
+  else
+    secrets+=("$REDIS_URL_SECRET")
+  fi
+fi
 ((invalid == 0)) || die "nothing was run; fix the values above (flags or environment variables)."
 
 PROJECT=(--project="$PROJECT_ID")
@@ -207,9 +229,14 @@ require "runtime service account $RUNTIME" gcloud iam service-accounts describe 
   "${PROJECT[@]}" --format='value(email)'
 require "Artifact Registry repository $ARTIFACT_REGISTRY_REPO" gcloud artifacts repositories describe \
   "$ARTIFACT_REGISTRY_REPO" --location="$REGION" "${PROJECT[@]}" --format='value(name)'
-for secret in "${secrets[@]}"; do
+for secret in "${secrets[@]}" ${redis_secrets[@]+"${redis_secrets[@]}"}; do
   require "secret $secret" gcloud secrets describe "$secret" "${PROJECT[@]}" --format='value(name)'
 done
+if [[ -n $MEMORYSTORE_INSTANCE ]]; then
+  require "Memorystore instance $MEMORYSTORE_INSTANCE (./deploy.sh --memorystore $MEMORYSTORE_INSTANCE)" \
+    gcloud redis instances describe "$MEMORYSTORE_INSTANCE" --region="$REGION" "${PROJECT[@]}" \
+    --format='value(name)'
+fi
 [[ -z ${missing[*]-} ]] || die "missing: ${missing[*]}." \
   "Run ./deploy.sh once (with the same settings), then run this script again."
 
@@ -292,12 +319,44 @@ if [[ $CLIENT_AUTH == iam ]]; then
     "${PROJECT[@]}" --member="$DEPLOYER_MEMBER" --role=roles/run.invoker --format=none
 fi
 
+if [[ -n $MEMORYSTORE_INSTANCE ]]; then
+  # deploy.sh --memorystore reads the instance (host, port, CA), the subnet and the AUTH string,
+  # compares them with the two secrets and adds a version only when one changed. Among the
+  # predefined roles only roles/redis.admin may read the AUTH string: a custom role holds just that.
+  auth_role=redisAuthStringReader
+  if lookup found gcloud iam roles describe "$auth_role" "${PROJECT[@]}" --format='value(name)'; then
+    echo "Custom role $auth_role exists."
+  else
+    run gcloud iam roles create "$auth_role" "${PROJECT[@]}" --title="Read Memorystore AUTH strings" \
+      --permissions=redis.instances.getAuthString --stage=GA
+  fi
+  for role in roles/redis.viewer roles/compute.networkViewer "projects/$PROJECT_ID/roles/$auth_role"; do
+    grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
+      --role="$role" --condition=None --format=none
+  done
+  for secret in "${redis_secrets[@]}"; do
+    for role in roles/secretmanager.viewer roles/secretmanager.secretAccessor \
+      roles/secretmanager.secretVersionAdder; do
+      grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+        --member="$DEPLOYER_MEMBER" --role="$role" --condition=None --format=none
+    done
+    grant_on_secret "$secret" "serviceAccount:$RUNTIME" roles/secretmanager.secretAccessor
+  done
+fi
+
 cat <<EOF
 
 Done. Store these as repository variables of $GITHUB_REPO (Settings > Secrets and variables >
 Actions > Variables; they are identifiers, not secrets), or with the GitHub CLI:
   gh variable set GCP_WORKLOAD_IDENTITY_PROVIDER --repo $GITHUB_REPO --body $PROVIDER_NAME
   gh variable set GCP_DEPLOYER_SERVICE_ACCOUNT --repo $GITHUB_REPO --body $DEPLOYER
-Pushes to $DEPLOY_BRANCH then deploy with ./deploy.sh (.github/workflows/deploy.yml).
 EOF
+# deploy.yml passes these to ./deploy.sh, as --memorystore and --redis-url-secret would.
+if [[ -n $MEMORYSTORE_INSTANCE ]]; then
+  echo "  gh variable set MEMORYSTORE_INSTANCE --repo $GITHUB_REPO --body $MEMORYSTORE_INSTANCE"
+fi
+if [[ -n ${REDIS_URL_SECRET:-} ]]; then
+  echo "  gh variable set REDIS_URL_SECRET --repo $GITHUB_REPO --body $REDIS_URL_SECRET"
+fi
+echo "Pushes to $DEPLOY_BRANCH then deploy with ./deploy.sh (.github/workflows/deploy.yml)."
 {%- endraw %}
