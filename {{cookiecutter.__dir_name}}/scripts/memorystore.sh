@@ -74,6 +74,8 @@ redis_preflight() {
   if [[ -z ${MEMORYSTORE_INSTANCE:-} ]]; then
     lookup found gcloud secrets versions describe latest --secret="$REDIS_URL_SECRET" \
       --project="$PROJECT_ID" --format='value(name)' || status=$?
+    ((status != 2)) || die "the Secret Manager API is not enabled in $PROJECT_ID, so secret $REDIS_URL_SECRET cannot exist yet." \
+      "Run: gcloud services enable secretmanager.googleapis.com --project=$PROJECT_ID"
     ((status == 0)) || [[ $DRY_RUN == yes ]] || die \
       "secret $REDIS_URL_SECRET (--redis-url-secret) does not exist or has no version in $PROJECT_ID." \
       "Store your Redis URL (rediss://:PASSWORD@HOST:PORT) in it, on stdin, then run deploy.sh again:" \
