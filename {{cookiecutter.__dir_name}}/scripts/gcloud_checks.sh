@@ -12,12 +12,12 @@
 # Seconds before the first retry of a binding (then twice, three times ... as long).
 IAM_RETRY_DELAY=${IAM_RETRY_DELAY:-5}
 
-# lookup VAR COMMAND...: run a gcloud describe (or get, access); on success put its output in VAR
+# gcloud_lookup VAR COMMAND...: run a gcloud describe (or get, access); on success put its output in VAR
 # and return 0. Return 1 when the resource does not exist and 2 when its API is not enabled yet.
 # A refused lookup or any other error stops the script with gcloud's message. In dry-run mode the
 # command is printed, VAR is empty and the resource counts as missing, so a dry run shows every
 # command a fresh project needs.
-lookup() {
+gcloud_lookup() {
   # Locals are _-prefixed: VAR is set with printf -v, and a local of the same name would hide it.
   local _var=$1 _output _errors _status=0
   shift
@@ -46,9 +46,9 @@ lookup() {
   die "$(printf '%q ' "$@")failed:" "$_output"
 }
 
-# grant COMMAND...: run an add-iam-policy-binding, retrying while IAM does not see a service
+# gcloud_grant COMMAND...: run an add-iam-policy-binding, retrying while IAM does not see a service
 # account created moments ago (INVALID_ARGUMENT, "... does not exist"), for about a minute.
-grant() {
+gcloud_grant() {
   local attempt errors
   [[ $DRY_RUN == no ]] || { run "$@"; return; }
   for attempt in 1 2 3 4 5; do
@@ -67,7 +67,7 @@ grant_on_secret() {
   local secret=$1 member=$2 role=$3 policy status=0
   # One "ROLE<tab>MEMBER" line per member of each binding, matched here rather than with
   # --filter, whose pattern rules would read the ":" in "serviceAccount:..." as an operator.
-  lookup policy gcloud secrets get-iam-policy "$secret" --project="$PROJECT_ID" \
+  gcloud_lookup policy gcloud secrets get-iam-policy "$secret" --project="$PROJECT_ID" \
     --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' || status=$?
   ((status <= 1)) || die "the Secret Manager API is not enabled in $PROJECT_ID." \
     "Run: gcloud services enable secretmanager.googleapis.com --project=$PROJECT_ID"
@@ -75,7 +75,7 @@ grant_on_secret() {
     echo "$member already has $role on secret $secret."
     return
   fi
-  grant gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT_ID" \
+  gcloud_grant gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT_ID" \
     --member="$member" --role="$role" --condition=None --format=none
 }
 

@@ -72,7 +72,7 @@ redis_preflight() {
   ((invalid == 0)) || die "nothing was changed; fix the Redis settings above (flags or environment variables)."
 
   if [[ -z ${MEMORYSTORE_INSTANCE:-} ]]; then
-    lookup found gcloud secrets versions describe latest --secret="$REDIS_URL_SECRET" \
+    gcloud_lookup found gcloud secrets versions describe latest --secret="$REDIS_URL_SECRET" \
       --project="$PROJECT_ID" --format='value(name)' || status=$?
     ((status != 2)) || die "the Secret Manager API is not enabled in $PROJECT_ID, so secret $REDIS_URL_SECRET cannot exist yet." \
       "Run: gcloud services enable secretmanager.googleapis.com --project=$PROJECT_ID"
@@ -84,7 +84,7 @@ redis_preflight() {
     return 0
   fi
 
-  lookup found gcloud redis instances describe "$MEMORYSTORE_INSTANCE" "${REDIS_WHERE[@]}" \
+  gcloud_lookup found gcloud redis instances describe "$MEMORYSTORE_INSTANCE" "${REDIS_WHERE[@]}" \
     --format='value(authEnabled,transitEncryptionMode)' || status=$?
   case $status in
     0)
@@ -102,7 +102,7 @@ redis_preflight() {
 
   # Direct VPC egress needs a subnet of /26 or larger in the service's region.
   status=0
-  lookup found gcloud compute networks subnets describe "$REDIS_SUBNET" "${REDIS_WHERE[@]}" \
+  gcloud_lookup found gcloud compute networks subnets describe "$REDIS_SUBNET" "${REDIS_WHERE[@]}" \
     --format='value(ipCidrRange)' || status=$?
   case $status in
     0)
@@ -153,7 +153,7 @@ _redis_percent_encode() {
 # only when the value changed.
 _redis_store_secret() {
   local name=$1 value=$2 what=$3 current status=0
-  lookup current gcloud secrets describe "$name" --project="$PROJECT_ID" --format='value(name)' ||
+  gcloud_lookup current gcloud secrets describe "$name" --project="$PROJECT_ID" --format='value(name)' ||
     status=$?
   if ((status == 1)); then
     echo "Creating secret $name ($what, on stdin)."
@@ -164,7 +164,7 @@ _redis_store_secret() {
   ((status == 0)) || die "the Secret Manager API is not enabled in $PROJECT_ID." \
     "Run: gcloud services enable secretmanager.googleapis.com --project=$PROJECT_ID"
   status=0
-  lookup current gcloud secrets versions access latest --secret="$name" --project="$PROJECT_ID" ||
+  gcloud_lookup current gcloud secrets versions access latest --secret="$name" --project="$PROJECT_ID" ||
     status=$?
   # $(...) drops trailing newlines, so compare without them.
   if ((status == 0)) && [[ $current == "${value%$'\n'}" ]]; then
@@ -193,7 +193,7 @@ redis_ensure() {
   if [[ -n ${REDIS_APIS[*]-} ]]; then
     run gcloud services enable ${REDIS_APIS[@]+"${REDIS_APIS[@]}"} --project="$PROJECT_ID"
   fi
-  lookup info gcloud redis instances describe "$MEMORYSTORE_INSTANCE" "${where[@]}" \
+  gcloud_lookup info gcloud redis instances describe "$MEMORYSTORE_INSTANCE" "${where[@]}" \
     --format='value(host,port)' || status=$?
   if ((status == 0)); then
     echo "Instance exists."

@@ -215,13 +215,13 @@ PROVIDER_NAME="$POOL_NAME/providers/$WIF_PROVIDER_ID"
 
 step "Check what ./deploy.sh created: service, runtime account, image repository, secrets"
 # The deployer is given roles on these resources only, so they must exist; a dry run assumes so.
-# A lookup that is refused stops here (lookup): only a missing resource means "run deploy.sh".
+# A lookup that is refused stops here (gcloud_lookup): only a missing resource means "run deploy.sh".
 missing=()
 # require DESCRIPTION COMMAND...: add DESCRIPTION to $missing when the lookup finds nothing.
 require() {
   local what=$1 found
   shift
-  lookup found "$@" || [[ $DRY_RUN == yes ]] || missing+=("$what")
+  gcloud_lookup found "$@" || [[ $DRY_RUN == yes ]] || missing+=("$what")
 }
 require "Cloud Run service $SERVICE_NAME" gcloud run services describe "$SERVICE_NAME" \
   --region="$REGION" "${PROJECT[@]}" --format='value(status.url)'
@@ -245,7 +245,7 @@ run gcloud services enable iam.googleapis.com iamcredentials.googleapis.com sts.
   "${PROJECT[@]}"
 
 step "Workload identity pool $WIF_POOL_ID and provider $WIF_PROVIDER_ID for $GITHUB_REPO"
-if lookup found gcloud iam workload-identity-pools describe "$WIF_POOL_ID" --location=global \
+if gcloud_lookup found gcloud iam workload-identity-pools describe "$WIF_POOL_ID" --location=global \
   "${PROJECT[@]}" --format='value(name)'; then
   echo "Pool exists."
 else
@@ -257,7 +257,7 @@ fi
 # binding below narrows impersonation to the same repository again.
 condition="assertion.repository == '$GITHUB_REPO' && assertion.repository_id == '$GITHUB_REPO_ID' && assertion.repository_owner_id == '$GITHUB_OWNER_ID' && assertion.ref == 'refs/heads/$DEPLOY_BRANCH'"
 mapping='google.subject=assertion.sub,attribute.repository=assertion.repository,attribute.repository_id=assertion.repository_id,attribute.repository_owner_id=assertion.repository_owner_id,attribute.ref=assertion.ref'
-if lookup found gcloud iam workload-identity-pools providers describe "$WIF_PROVIDER_ID" \
+if gcloud_lookup found gcloud iam workload-identity-pools providers describe "$WIF_PROVIDER_ID" \
   "${POOL[@]}" "${PROJECT[@]}" --format='value(attributeCondition)'; then
   if [[ $found == "$condition" ]]; then
     echo "Provider exists with this condition."
@@ -273,16 +273,16 @@ else
 fi
 
 step "Deployer service account $DEPLOYER and its roles"
-if lookup found gcloud iam service-accounts describe "$DEPLOYER" "${PROJECT[@]}" \
+if gcloud_lookup found gcloud iam service-accounts describe "$DEPLOYER" "${PROJECT[@]}" \
   --format='value(email)'; then
   echo "Service account exists."
 else
   run gcloud iam service-accounts create "$DEPLOYER_ID" "${PROJECT[@]}" \
     --display-name="GitHub Actions deployer: $SERVICE_NAME"
 fi
-# Each binding is retried while IAM catches up with a deployer created seconds ago (grant).
+# Each binding is retried while IAM catches up with a deployer created seconds ago (gcloud_grant).
 # GitHub workflows of this repository (and no other) may act as the deployer.
-grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
+gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
   --role=roles/iam.workloadIdentityUser \
   --member="principalSet://iam.googleapis.com/$POOL_NAME/attribute.repository/$GITHUB_REPO" \
   --condition=None --format=none
@@ -290,21 +290,21 @@ grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[
 # services update-traffic, services describe) but cannot change who may invoke the service;
 # serviceUsageViewer lets deploy.sh see that its APIs are on and skip `services enable`.
 for role in roles/run.developer roles/serviceusage.serviceUsageViewer; do
-  grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
+  gcloud_grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
     --role="$role" --condition=None --format=none
 done
 # Everything else on the one resource it is for: push images to the one repository ...
-grant gcloud artifacts repositories add-iam-policy-binding "$ARTIFACT_REGISTRY_REPO" \
+gcloud_grant gcloud artifacts repositories add-iam-policy-binding "$ARTIFACT_REGISTRY_REPO" \
   --location="$REGION" "${PROJECT[@]}" --member="$DEPLOYER_MEMBER" \
   --role=roles/artifactregistry.writer --format=none
 # ... deploy a service that runs as the runtime account (actAs on that account only) ...
-grant gcloud iam service-accounts add-iam-policy-binding "$RUNTIME" "${PROJECT[@]}" \
+gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$RUNTIME" "${PROJECT[@]}" \
   --member="$DEPLOYER_MEMBER" --role=roles/iam.serviceAccountUser --condition=None --format=none
 # ... and see the secrets and their policies (describe, versions describe, get-iam-policy), never
 # their values. The runtime account's access is bound here, once, by someone who may change IAM,
 # so deploy.sh in CI finds the binding and changes nothing.
 for secret in "${secrets[@]}"; do
-  grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+  gcloud_grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
     --member="$DEPLOYER_MEMBER" --role=roles/secretmanager.viewer --condition=None --format=none
   grant_on_secret "$secret" "serviceAccount:$RUNTIME" roles/secretmanager.secretAccessor
 done
@@ -312,10 +312,10 @@ if [[ $CLIENT_AUTH == iam ]]; then
   # deploy.sh's smoke test calls the private candidate revision with an identity token minted for
   # the deployer itself (gcloud auth print-identity-token --impersonate-service-account=DEPLOYER
   # --audiences=TAG_URL), which Cloud Run accepts from an invoker of this service only.
-  grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
+  gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
     --member="$DEPLOYER_MEMBER" --role=roles/iam.serviceAccountOpenIdTokenCreator \
     --condition=None --format=none
-  grant gcloud run services add-iam-policy-binding "$SERVICE_NAME" --region="$REGION" \
+  gcloud_grant gcloud run services add-iam-policy-binding "$SERVICE_NAME" --region="$REGION" \
     "${PROJECT[@]}" --member="$DEPLOYER_MEMBER" --role=roles/run.invoker --format=none
 fi
 
@@ -324,20 +324,20 @@ if [[ -n $MEMORYSTORE_INSTANCE ]]; then
   # compares them with the two secrets and adds a version only when one changed. Among the
   # predefined roles only roles/redis.admin may read the AUTH string: a custom role holds just that.
   auth_role=redisAuthStringReader
-  if lookup found gcloud iam roles describe "$auth_role" "${PROJECT[@]}" --format='value(name)'; then
+  if gcloud_lookup found gcloud iam roles describe "$auth_role" "${PROJECT[@]}" --format='value(name)'; then
     echo "Custom role $auth_role exists."
   else
     run gcloud iam roles create "$auth_role" "${PROJECT[@]}" --title="Read Memorystore AUTH strings" \
       --permissions=redis.instances.getAuthString --stage=GA
   fi
   for role in roles/redis.viewer roles/compute.networkViewer "projects/$PROJECT_ID/roles/$auth_role"; do
-    grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
+    gcloud_grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
       --role="$role" --condition=None --format=none
   done
   for secret in "${redis_secrets[@]}"; do
     for role in roles/secretmanager.viewer roles/secretmanager.secretAccessor \
       roles/secretmanager.secretVersionAdder; do
-      grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+      gcloud_grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
         --member="$DEPLOYER_MEMBER" --role="$role" --condition=None --format=none
     done
     grant_on_secret "$secret" "serviceAccount:$RUNTIME" roles/secretmanager.secretAccessor
