@@ -2,7 +2,7 @@
 {#- Everything below is bash that Jinja must leave alone. -#}
 {% raw %}
 # One Redis for every instance of the service, so rate limits and token budgets hold service-wide
-# (README, "Shared limits and budgets"). deploy.sh sources this file after scripts/common.sh and,
+# (README). deploy.sh sources this file after scripts/common.sh and,
 # when --memorystore NAME or --redis-url-secret NAME is given, calls redis_preflight before
 # anything changes and redis_ensure once the runtime account exists, before the deploy.
 # Inputs (shell variables): MEMORYSTORE_INSTANCE, REDIS_URL_SECRET, VPC_NETWORK, VPC_SUBNET and
