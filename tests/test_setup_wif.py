@@ -68,6 +68,9 @@ GH_STANDIN = f"""#!/bin/sh
 [ "$1 $2" = "api repos/{REPO}" ] && echo "{REPO_ID} {OWNER_ID}" && exit 0
 echo "gh: Not Found (HTTP 404)" >&2; exit 1
 """
+GH_SIGNED_OUT = """#!/bin/sh
+echo "To get started with GitHub CLI, please run:  gh auth login" >&2; exit 4
+"""
 
 Calls = list[list[str]]
 SetupRunner = Callable[..., tuple[subprocess.CompletedProcess[str], Calls]]
@@ -92,21 +95,16 @@ def run_setup(tmp_path: Path) -> SetupRunner:
     ) -> tuple[subprocess.CompletedProcess[str], Calls]:
         log.write_text("")
         Path(f"{log}.lag").unlink(missing_ok=True)
-        if gh:
-            (bin_dir / "gh").write_text(GH_STANDIN)
-            (bin_dir / "gh").chmod(0o755)
-        # No real gh from the machine: only the stand-in, when asked for.
-        path = f"{bin_dir}:" + ":".join(
-            folder
-            for folder in os.environ["PATH"].split(":")
-            if not (Path(folder) / "gh").exists() or folder == str(bin_dir)
-        )
+        # A GitHub CLI that knows the repository, or one that cannot help (not signed in),
+        # so a gh installed on this machine never answers.
+        (bin_dir / "gh").write_text(GH_STANDIN if gh else GH_SIGNED_OUT)
+        (bin_dir / "gh").chmod(0o755)
         result = subprocess.run(
             ["bash", "scripts/setup-github-wif.sh", *args],
             cwd=project,
             env={
                 **{k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")},
-                "PATH": path,
+                "PATH": f"{bin_dir}:{os.environ['PATH']}",
                 "STANDIN_LOG": str(log),
                 "STANDIN_MISSING": " ".join(missing),
                 "IAM_RETRY_DELAY": "0",
