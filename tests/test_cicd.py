@@ -1,8 +1,9 @@
-"""Generated CI/CD: GitHub Actions workflows, the WIF setup script, cloudbuild.yaml, and cruft.
+"""Generated CI/CD and dev loop: which files each provider gets, GitHub Actions workflows, the
+Makefile's local targets, and cruft. (scripts/setup-github-wif.sh: test_setup_wif.py;
+cloudbuild.yaml: test_cloudbuild.py.)
 
-Every check runs a real tool offline: actionlint and zizmor on the workflows, shellcheck on the
-setup script, the real gcloud parser on every gcloud line, and cruft against a git clone of this
-template. The setup script runs against a recording gcloud stand-in (one JSON argv per line).
+Every check runs a real tool offline: actionlint and zizmor on the workflows, make -n on the
+Makefile, and cruft against a git clone of this template.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,36 +38,6 @@ GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|\bcookiecutter\.")
 # owner/name@<40 hex> # vX.Y.Z : a full commit SHA with the version it is, for humans and bots.
 PINNED_USES = re.compile(r"^\s*(?:-\s*)?uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
-NO_ACCOUNT = "You do not currently have an active account selected"
-
-# Builder images Cloud Build can pull: its own builders and Docker Hub's python images.
-KNOWN_BUILDERS = {
-    "gcr.io/cloud-builders/docker",
-    "gcr.io/google.com/cloudsdktool/cloud-sdk:slim",
-    "python:3.13",
-    "python:3.12",
-    "python:3.11",
-}
-CLOUD_BUILD_BUILTINS = {"PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION", "SHORT_SHA"}
-SUBSTITUTION = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)\}?")
-
-REPO = "acme/my-service"
-PROJECT_NUMBER = "123456789012"
-# A recording gcloud: logs argv as one JSON line; `describe` of a name listed in STANDIN_MISSING
-# fails with NOT_FOUND like the real CLI, every other call succeeds.
-GCLOUD_STANDIN = f"""#!{sys.executable}
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["STANDIN_LOG"], "a", encoding="utf-8") as log:
-    log.write(json.dumps(args) + "\\n")
-words = [arg for arg in args if not arg.startswith("-")]
-if words[:2] == ["auth", "list"]:
-    print("admin@example.com")
-elif words[:2] == ["projects", "describe"]:
-    print("{PROJECT_NUMBER}")
-elif "describe" in words and words[-1] in os.environ.get("STANDIN_MISSING", "").split():
-    sys.exit(f"ERROR: (gcloud) NOT_FOUND: {{words[-1]}} was not found.")
-"""
 
 
 # --- Bakes ---------------------------------------------------------------------------------
@@ -77,11 +46,6 @@ elif "describe" in words and words[-1] in os.environ.get("STANDIN_MISSING", "").
 @pytest.fixture(scope="module")
 def github_project(bake_once: Bake) -> Path:
     return bake_once(ci_provider="github-actions")
-
-
-@pytest.fixture(scope="module", params=["iam", "api-key", "none"])
-def cloud_build_project(request: pytest.FixtureRequest, bake_once: Bake) -> Path:
-    return bake_once(ci_provider="cloud-build", client_auth=request.param)
 
 
 def answers_of(project: Path) -> dict[str, Any]:
@@ -316,6 +280,34 @@ def test_make_run_reloads_on_app_changes_only(github_project: Path) -> None:
     assert argv.count("--reload-dir") == 1
 
 
+@pytest.mark.parametrize(
+    ("client_auth", "needs"),
+    [("api-key", {"OPENAI_API_KEY", "CLIENT_API_KEYS"}), ("iam", {"OPENAI_API_KEY"}),
+     ("none", {"OPENAI_API_KEY"})],
+)  # fmt: skip
+def test_make_docker_run_publishes_the_port_and_passes_what_the_mode_needs(
+    bake_once: Bake, client_auth: str, needs: set[str]
+) -> None:
+    """Docker Desktop has no host network: the port is published (on 127.0.0.1 only) and PORT
+    set to match; the variables the client_auth mode reads are passed by name, so no value is
+    on the command line; client keys only where the mode reads them."""
+    project = bake_once(client_auth=client_auth)
+    result = subprocess.run(
+        ["make", "-n", "docker-run", "PORT=9123"],
+        cwd=project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    argv = shlex.split(result.stdout.replace("\\\n", " "))
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert "--network" not in argv
+    assert argv[argv.index("-p") + 1] == "127.0.0.1:9123:9123"
+    passed = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-e"]
+    assert "PORT=9123" in passed
+    by_name = {name for name in passed if "=" not in name}
+    assert needs <= by_name
+    assert ("CLIENT_API_KEYS" in by_name) is (client_auth == "api-key")
+    assert argv[-1] == f"{answers_of(project)['service_name']}:dev"
+
+
 @pytest.mark.parametrize("python_version", ["3.13", "3.12", "3.11"])
 def test_pyproject_supports_every_python_the_template_offers(
     bake_once: Bake, python_version: str
@@ -328,349 +320,6 @@ def test_pyproject_supports_every_python_the_template_offers(
     assert data["tool"]["ruff"]["target-version"] == "py311"
     assert data["tool"]["mypy"]["python_version"] == "3.11"
     assert f"ARG PYTHON_IMAGE=python:{python_version}-slim" in (project / "Dockerfile").read_text()
-
-
-# --- scripts/setup-github-wif.sh -----------------------------------------------------------
-
-
-@pytest.fixture
-def run_setup(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProcess[str], list]]:
-    """Run the setup script with the recording gcloud first on PATH; return result and calls."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    standin = bin_dir / "gcloud"
-    standin.write_text(GCLOUD_STANDIN)
-    standin.chmod(0o755)
-    log = tmp_path / "gcloud.log"
-
-    def run(
-        project: Path, *args: str, missing: tuple[str, ...] = ()
-    ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
-        log.write_text("")
-        env = {
-            **os.environ,
-            "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "STANDIN_LOG": str(log),
-            "STANDIN_MISSING": " ".join(missing),
-        }
-        result = subprocess.run(
-            ["bash", "scripts/setup-github-wif.sh", *args],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        calls = [json.loads(line) for line in log.read_text().splitlines()]
-        return result, calls
-
-    return run
-
-
-def creates(calls: list[list[str]]) -> list[list[str]]:
-    return [argv for argv in calls if {"create", "create-oidc"} & set(argv)]
-
-
-def wif_names(project: Path) -> dict[str, str]:
-    answers = answers_of(project)
-    service, project_id = answers["service_name"], answers["gcp_project_id"]
-    return {
-        "pool": "github",
-        "provider": f"gh-{service[:29].rstrip('-')}",
-        "deployer": f"{service[:23].rstrip('-')}-deploy@{project_id}.iam.gserviceaccount.com",
-    }
-
-
-def test_setup_wif_creates_pool_provider_and_deployer_in_a_fresh_project(
-    github_project: Path, run_setup: Callable[..., Any]
-) -> None:
-    """Nothing of WIF exists: pool, provider (this repo's main only) and deployer are created."""
-    names = wif_names(github_project)
-    result, calls = run_setup(github_project, "--github-repo", REPO, missing=tuple(names.values()))
-    assert result.returncode == 0, result.stderr
-    created = [argv[:4] for argv in creates(calls)]
-    assert created == [
-        ["iam", "workload-identity-pools", "create", "github"],
-        ["iam", "workload-identity-pools", "providers", "create-oidc"],
-        ["iam", "service-accounts", "create", names["deployer"].split("@")[0]],
-    ]
-    provider = creates(calls)[1]
-    assert (
-        f"--attribute-condition=assertion.repository == '{REPO}' && "
-        "assertion.ref == 'refs/heads/main'"
-    ) in provider
-    assert "--issuer-uri=https://token.actions.githubusercontent.com" in provider
-    principal = (
-        f"principalSet://iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
-        f"workloadIdentityPools/github/attribute.repository/{REPO}"
-    )
-    assert any(f"--member={principal}" in argv for argv in calls)
-
-
-def test_setup_wif_prints_the_repository_variables_deploy_yml_reads(
-    github_project: Path, run_setup: Callable[..., Any]
-) -> None:
-    """The variables printed are exactly the ones the deploy workflow uses, with their values."""
-    names = wif_names(github_project)
-    result, _ = run_setup(github_project, "--github-repo", REPO)
-    assert result.returncode == 0, result.stderr
-    provider = (
-        f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/github/"
-        f"providers/{names['provider']}"
-    )
-    printed = dict(re.findall(r"gh variable set (\S+) --repo \S+ --body (\S+)", result.stdout))
-    assert printed == {
-        "GCP_WORKLOAD_IDENTITY_PROVIDER": provider,
-        "GCP_DEPLOYER_SERVICE_ACCOUNT": names["deployer"],
-    }
-    deploy = (github_project / ".github/workflows/deploy.yml").read_text()
-    assert set(re.findall(r"vars\.(\w+)", deploy)) == set(printed)
-
-
-def test_setup_wif_rerun_creates_nothing(
-    github_project: Path, run_setup: Callable[..., Any]
-) -> None:
-    """When describe finds everything, a rerun creates nothing and still succeeds."""
-    result, calls = run_setup(github_project, "--github-repo", REPO)
-    assert result.returncode == 0, result.stderr
-    assert any("describe" in argv for argv in calls)
-    assert creates(calls) == []
-
-
-def test_setup_wif_stops_before_changing_anything_when_deploy_sh_never_ran(
-    github_project: Path, run_setup: Callable[..., Any]
-) -> None:
-    """The deployer's roles are on deploy.sh's resources, so they must exist first."""
-    runtime = f"{answers_of(github_project)['service_account_id']}@"
-    runtime += f"{answers_of(github_project)['gcp_project_id']}.iam.gserviceaccount.com"
-    result, calls = run_setup(github_project, "--github-repo", REPO, missing=(runtime,))
-    assert result.returncode != 0
-    assert "Run ./deploy.sh once" in result.stderr
-    assert creates(calls) == []
-    assert not [argv for argv in calls if "add-iam-policy-binding" in argv or "enable" in argv]
-
-
-def test_setup_wif_reads_the_repository_from_the_github_remote(
-    github_project: Path, run_setup: Callable[..., Any], tmp_path: Path
-) -> None:
-    """Without --github-repo, the origin remote (ssh or https form) names the repository."""
-    project = tmp_path / "service"
-    shutil.copytree(github_project, project)
-    subprocess.run(["git", "init", "-q", project], check=True)
-    remote = "git@github.com:acme/from-remote.git"
-    subprocess.run(["git", "-C", project, "remote", "add", "origin", remote], check=True)
-    result, _ = run_setup(project)
-    assert result.returncode == 0, result.stderr
-    assert "--repo acme/from-remote " in result.stdout
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("--github-repo", "acme/x' || true || '"),
-        ("--github-repo", REPO, "--branch", "main' || true"),
-        ("--github-repo", REPO, "--pool", "gcp-reserved"),
-        ("--github-repo", REPO, "--deployer", "Bad_Name"),
-        ("--github-repo", REPO, "--project", "my-google-project"),
-    ],
-    ids=["repo-injection", "branch-injection", "reserved-pool", "bad-deployer", "bad-project"],
-)
-def test_setup_wif_rejects_bad_values_before_running_anything(
-    github_project: Path, run_setup: Callable[..., Any], args: tuple[str, ...]
-) -> None:
-    """A value that could widen the provider's condition or break later is refused up front."""
-    result, calls = run_setup(github_project, *args)
-    assert result.returncode != 0
-    assert "nothing was run" in result.stderr
-    assert calls == []
-
-
-def test_setup_wif_dry_run_prints_commands_and_runs_none(
-    github_project: Path, run_setup: Callable[..., Any]
-) -> None:
-    """--dry-run shows every command, shell-quoted, and calls gcloud not once."""
-    result, calls = run_setup(github_project, "--github-repo", REPO, "--dry-run")
-    assert result.returncode == 0, result.stderr
-    assert calls == []
-    printed = [shlex.split(line[2:]) for line in result.stdout.splitlines() if line[:2] == "+ "]
-    assert ["gcloud", "iam", "workload-identity-pools", "create", "github"] in [
-        argv[:5] for argv in printed
-    ]
-    assert sum(argv[1] == "projects" and "add-iam-policy-binding" in argv for argv in printed) == 2
-
-
-def test_setup_wif_passes_shellcheck(github_project: Path) -> None:
-    """shellcheck (following the sourced validators) reports nothing."""
-    result = subprocess.run(
-        [VENV_BIN / "shellcheck", "-x", "scripts/setup-github-wif.sh"],
-        cwd=github_project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout
-
-
-# --- The real gcloud parser ----------------------------------------------------------------
-
-
-@pytest.fixture
-def gcloud_parses(real_gcloud: str, tmp_path: Path) -> Callable[[list[str], Path], None]:
-    """Assert that the real gcloud accepts a command line up to authentication (ENVIRONMENT.md)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "CLOUDSDK_CONFIG": str(home / "gcloud"),
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-    }
-
-    def check(argv: list[str], cwd: Path) -> None:
-        result = subprocess.run(
-            [real_gcloud, *argv], cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0 or NO_ACCOUNT in output, (
-            f"gcloud {shlex.join(argv)}\n{output}"
-        )
-
-    return check
-
-
-@pytest.mark.gcloud
-def test_every_gcloud_line_of_setup_wif_passes_the_real_parser(
-    bake_once: Bake,
-    run_setup: Callable[..., Any],
-    gcloud_parses: Callable[[list[str], Path], None],
-) -> None:
-    """Each distinct command a fresh setup runs (api-key mode: two secrets) parses for real."""
-    project = bake_once(ci_provider="github-actions", client_auth="api-key")
-    result, calls = run_setup(
-        project, "--github-repo", REPO, missing=tuple(wif_names(project).values())
-    )
-    assert result.returncode == 0, result.stderr
-    distinct = {tuple(argv) for argv in calls}
-    assert len(distinct) >= 15
-    for argv in sorted(distinct):
-        gcloud_parses(list(argv), project)
-
-
-# --- cloudbuild.yaml -----------------------------------------------------------------------
-
-
-def cloud_build(project: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((project / "cloudbuild.yaml").read_text())
-    return data
-
-
-def strings_in(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
-
-
-def expand(text: str, values: dict[str, str]) -> str:
-    """Cloud Build's substitution of $NAME / ${NAME}, applied until nothing changes."""
-    while (expanded := SUBSTITUTION.sub(lambda m: values[m.group(1)], text)) != text:
-        text = expanded
-    return text
-
-
-def substitution_values(project: Path) -> dict[str, str]:
-    data = cloud_build(project)
-    builtins = {"PROJECT_ID": answers_of(project)["gcp_project_id"], "BUILD_ID": "b-1234"}
-    return {**builtins, **{key: str(value) for key, value in data["substitutions"].items()}}
-
-
-def test_cloudbuild_names_only_real_builders_and_earlier_steps(cloud_build_project: Path) -> None:
-    """Test, build, push, deploy in order, on builder images that exist, waiting on real ids."""
-    steps = cloud_build(cloud_build_project)["steps"]
-    assert [step["id"] for step in steps] == ["test", "build", "push", "deploy"]
-    for index, step in enumerate(steps):
-        assert step["name"] in KNOWN_BUILDERS, step["name"]
-        earlier = {previous["id"] for previous in steps[:index]}
-        assert set(step.get("waitFor", [])) <= earlier, step["id"]
-    python = answers_of(cloud_build_project)["python_version"]
-    assert steps[0]["name"] == f"python:{python}"
-    assert steps[0]["entrypoint"] == "make"
-    assert {"lint", "test"} <= set(steps[0]["args"])
-
-
-def test_cloudbuild_substitutions_are_all_defined_and_all_used(cloud_build_project: Path) -> None:
-    """An undefined substitution fails the build; an unused one is a value that drifts."""
-    data = cloud_build(cloud_build_project)
-    referenced = {name for text in strings_in(data) for name in SUBSTITUTION.findall(text)}
-    user = {name for name in referenced if name.startswith("_")}
-    assert user == set(data["substitutions"])
-    assert referenced - user <= CLOUD_BUILD_BUILTINS
-    assert data["options"]["dynamicSubstitutions"] is True  # _IMAGE refers to other values
-
-
-def deploy_sh_deploy_line(project: Path, tmp_path: Path) -> list[str]:
-    """The `gcloud run deploy` argv deploy.sh's dry run prints."""
-    result = subprocess.run(
-        ["bash", "deploy.sh", "--dry-run", "--build", "cloud"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (line,) = (
-        line for line in result.stdout.splitlines() if line.startswith("+ gcloud run deploy")
-    )
-    return shlex.split(line[2:])[1:]
-
-
-def without_build_identity(argv: list[str]) -> list[str]:
-    """Drop the values that differ by design: the image tag and the managed-by label."""
-    return [arg for arg in argv if not arg.startswith(("--image=", "--labels="))]
-
-
-def test_cloudbuild_deploys_with_the_same_flags_as_deploy_sh(
-    cloud_build_project: Path, tmp_path: Path
-) -> None:
-    """One source of truth in practice: the deploy step equals deploy.sh's, but for the image."""
-    (tmp_path / "gcloud").write_text("#!/bin/sh\nexit 0\n")  # deploy.sh's preflight looks for it
-    (tmp_path / "gcloud").chmod(0o755)
-    deploy = cloud_build(cloud_build_project)["steps"][-1]
-    values = substitution_values(cloud_build_project)
-    from_cloud_build = [expand(arg, values) for arg in deploy["args"]]
-    from_deploy_sh = deploy_sh_deploy_line(cloud_build_project, tmp_path)
-    assert sorted(without_build_identity(from_cloud_build)) == sorted(
-        without_build_identity(from_deploy_sh)
-    )
-    image = next(arg for arg in from_cloud_build if arg.startswith("--image="))
-    answers = answers_of(cloud_build_project)
-    assert image == (
-        f"--image={answers['region']}-docker.pkg.dev/{answers['gcp_project_id']}/"
-        f"{answers['artifact_registry_repo']}/{answers['service_name']}:b-1234"
-    )
-
-
-@pytest.mark.gcloud
-def test_cloudbuild_gcloud_lines_pass_the_real_parser(
-    cloud_build_project: Path, gcloud_parses: Callable[[list[str], Path], None]
-) -> None:
-    """The deploy step, substitutions filled in, parses with the real gcloud; so does submit."""
-    values = substitution_values(cloud_build_project)
-    gcloud_steps = [
-        s for s in cloud_build(cloud_build_project)["steps"] if s.get("entrypoint") == "gcloud"
-    ]
-    assert gcloud_steps
-    for step in gcloud_steps:
-        gcloud_parses([expand(arg, values) for arg in step["args"]], cloud_build_project)
-    project_id = answers_of(cloud_build_project)["gcp_project_id"]
-    submit = ["builds", "submit", "--config", "cloudbuild.yaml", "--project", project_id]
-    gcloud_parses(submit, cloud_build_project)
 
 
 # --- The update path: cruft ----------------------------------------------------------------
