@@ -183,6 +183,9 @@ class Upstream:
         try:
             async with asyncio.timeout_at(first_by):
                 response = await self._open(client, params, first_by)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.close()  # e.g. a proxy's error page with status 200
+                raise ValueError("the upstream's answer is not an event stream")
         except (ApiError, asyncio.CancelledError):
             raise
         except Exception as error:  # noqa: BLE001 - every upstream failure becomes one ApiError

@@ -13,7 +13,7 @@ A behaviour is picked per request by a token in the last user message, the same 
     fault:slow       wait `slow_seconds`, then answer (status line included)
     fault:stall      stream: headers at once, then `slow_seconds` of silence before the first event
     fault:drip       stream, `drip_seconds` per delta
-    fault:cut-stream send one delta, then drop the connection
+    fault:cut-stream send one delta, then drop the connection (also to a JSON request)
     fault:truncated  deltas, then a clean end with no finish (no finish_reason / no completed)
     fault:malformed  JSON: a 200 whose body is not JSON; stream: one delta, then a broken chunk
     fault:drop       drop the connection right after the headers, before any body
@@ -234,7 +234,7 @@ class ChatCompletions(Dialect):
         return [*events, "data: [DONE]\n\n"]
 
     def failure(self, answer: Answer, fault: str) -> str:
-        return _sse({"error": {"message": "fake failure", "type": "server_error", "code": None}})
+        return _sse({"error": {"message": "fake failure", "type": "server_error", "code": "server_error"}})
 
     def closing(self, body: Json) -> list[str]:
         return ["data: [DONE]\n\n"]
@@ -409,7 +409,7 @@ async def _drip(fake: FakeOpenAI, dialect: Dialect, answer: Answer) -> Response:
 
 async def _cut(fake: FakeOpenAI, dialect: Dialect, answer: Answer) -> Response:
     answer.words = ["partial", "reply"]
-    return fake.respond(dialect, answer, cut_after=1)
+    return fake.stream(dialect, answer, cut_after=1)  # a JSON request gets the cut stream too
 
 
 async def _truncated(fake: FakeOpenAI, dialect: Dialect, answer: Answer) -> Response:
