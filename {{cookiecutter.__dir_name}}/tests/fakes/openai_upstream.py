@@ -234,7 +234,8 @@ class ChatCompletions(Dialect):
         return [*events, "data: [DONE]\n\n"]
 
     def failure(self, answer: Answer, fault: str) -> str:
-        return _sse({"error": {"message": "fake failure", "type": "server_error", "code": "server_error"}})
+        error = {"message": "fake failure", "type": "server_error", "code": "server_error"}
+        return _sse({"error": error})
 
     def closing(self, body: Json) -> list[str]:
         return ["data: [DONE]\n\n"]

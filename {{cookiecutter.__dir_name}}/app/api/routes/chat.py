@@ -1,8 +1,9 @@
 {%- set responses = cookiecutter.openai_api == "responses" -%}
 """POST /v1/chat: a conversation in, one reply as JSON or server-sent events with `"stream": true`.
 
-Speaks OpenAI's {{ "Responses" if responses else "Chat Completions" }} API through `app.core.openai_client`. The operator's SYSTEM_PROMPT is
-the instructions; a caller's own `system` is refused unless ALLOW_CLIENT_SYSTEM_PROMPT=1.
+Speaks OpenAI's {{ "Responses" if responses else "Chat Completions" }} API through `app.core.openai_client`.
+The operator's SYSTEM_PROMPT is the instructions; a caller's own `system` is refused unless
+ALLOW_CLIENT_SYSTEM_PROMPT=1.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes text/event-stre
         "data": {
             "type": "string",
             "description": '{"delta": text} per piece, then {"done": {"finish_reason", "usage"'
-            {% if responses %}', "response_id"}} and [DONE]; '{% else %}'}} and [DONE]; '{% endif %}
+            {% if responses %}', "response_id"}} and [DONE]; '{% else %}"}} and [DONE]; "{% endif %}
             'or {"error": {"code", "message"}} (never followed by [DONE]) when the answer failed',
         }
     },
@@ -165,7 +166,7 @@ def _conversation(body: ChatRequest, settings: Settings) -> Conversation:
     cap = settings.openai_max_tokens
     return Conversation(
         turns=turns,
-        instructions=body.system if body.system is not None else settings.system_prompt,
+        instructions=(body.system if body.system is not None else settings.system_prompt).strip(),
         max_tokens=min(body.max_tokens or cap, cap),
 {%- if responses %}
         previous_response_id=body.previous_response_id,

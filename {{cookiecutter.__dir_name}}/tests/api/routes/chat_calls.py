@@ -23,10 +23,14 @@ def chat(client: TestClient, auth: dict[str, str], **body: object) -> httpx.Resp
 def events(response: httpx.Response) -> list[Any]:
     """The `data:` payloads of an event stream, JSON-decoded, with `[DONE]` as the string."""
     payloads = [
-        line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")
+        line.removeprefix("data: ")
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
     ]
     return [payload if payload == "[DONE]" else json.loads(payload) for payload in payloads]
 
 
 def text_of(received: list[Any]) -> str:
-    return "".join(event["delta"] for event in received if isinstance(event, dict) and "delta" in event)
+    return "".join(
+        event["delta"] for event in received if isinstance(event, dict) and "delta" in event
+    )

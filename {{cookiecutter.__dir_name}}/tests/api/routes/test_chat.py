@@ -97,9 +97,7 @@ def test_max_tokens_never_exceeds_the_configured_cap(
     assert fake_openai.cap_sent() == sent
 
 
-def test_an_answer_stopped_by_the_cap_says_so(
-    client: TestClient, auth: dict[str, str]
-) -> None:
+def test_an_answer_stopped_by_the_cap_says_so(client: TestClient, auth: dict[str, str]) -> None:
     reply = chat(client, auth, message="one two three four", max_tokens=2).json()
     assert reply["reply"] == "echo: one"
     assert reply["finish_reason"] == CAPPED
@@ -119,22 +117,23 @@ TOO_LONG = [{"role": "user", "content": "x" * 3000}, {"role": "assistant", "cont
 
 
 @pytest.mark.parametrize(
-    ("body", "code", "named"),
+    ("body", "expected"),
     [
-        ({}, "invalid_request", "either message or messages"),
-        ({"message": "hi", "messages": THREE_TURNS}, "invalid_request", "either"),
-        ({"message": ""}, "invalid_request", "message"),
-        ({"messages": []}, "invalid_request", "messages"),
-        ({"messages": THREE_TURNS[:2]}, "invalid_request", "end with a user turn"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "invalid_request", "role"),
-        ({"messages": [{"role": "user", "content": "x", "name": "y"}]}, "invalid_request", "name"),
-        ({"message": "hi", "max_tokens": 0}, "invalid_request", "max_tokens"),
-        ({"message": "hi", "stream": "yes"}, "invalid_request", "stream"),
-        ({"message": "hi", "temperature": 2}, "invalid_request", "allowed: message, messages"),
-        ({"message": "x" * 8001}, "message_too_long", "8000 characters"),
-        ({"messages": [*TOO_LONG, {"role": "user", "content": "z" * 2001}]}, "message_too_long",
-         "8000 characters"),
-        ({"messages": [{"role": "user", "content": "hi"}] * 51}, "too_many_turns", "at most 50"),
+        ({}, ("invalid_request", "either message or messages")),
+        ({"message": "hi", "messages": THREE_TURNS}, ("invalid_request", "either")),
+        ({"message": ""}, ("invalid_request", "message")),
+        ({"messages": []}, ("invalid_request", "messages")),
+        ({"messages": THREE_TURNS[:2]}, ("invalid_request", "end with a user turn")),
+        ({"messages": [{"role": "system", "content": "x"}]}, ("invalid_request", "role")),
+        ({"messages": [{"role": "user", "content": "x", "name": "y"}]},
+         ("invalid_request", "name")),
+        ({"message": "hi", "max_tokens": 0}, ("invalid_request", "max_tokens")),
+        ({"message": "hi", "stream": "yes"}, ("invalid_request", "stream")),
+        ({"message": "hi", "temperature": 2}, ("invalid_request", "allowed: message, messages")),
+        ({"message": "x" * 8001}, ("message_too_long", "8000 characters")),
+        ({"messages": [*TOO_LONG, {"role": "user", "content": "z" * 2001}]},
+         ("message_too_long", "8000 characters")),
+        ({"messages": [{"role": "user", "content": "hi"}] * 51}, ("too_many_turns", "at most 50")),
     ],
     ids=[
         "neither", "both", "empty-message", "no-turns", "ends-with-assistant", "system-role",
@@ -147,9 +146,9 @@ def test_rejects_invalid_conversations_with_422_naming_the_rule(
     auth: dict[str, str],
     fake_openai: FakeOpenAI,
     body: dict[str, object],
-    code: str,
-    named: str,
+    expected: tuple[str, str],
 ) -> None:
+    code, named = expected
     response = client.post("/v1/chat", json=body, headers=auth)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == code
@@ -157,9 +156,7 @@ def test_rejects_invalid_conversations_with_422_naming_the_rule(
     assert fake_openai.requests == []
 
 
-def test_the_turn_limit_comes_from_max_turns(
-    make_client: MakeClient, auth: dict[str, str]
-) -> None:
+def test_the_turn_limit_comes_from_max_turns(make_client: MakeClient, auth: dict[str, str]) -> None:
     client = make_client(MAX_TURNS="2")
     response = chat(client, auth, messages=THREE_TURNS)
     assert response.status_code == 422

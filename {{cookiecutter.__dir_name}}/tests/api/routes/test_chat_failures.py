@@ -14,26 +14,27 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "code"),
+    ("fault", "expected"),
     [
-        ("fault:401", 502, "upstream_auth"),
-        ("fault:429", 429, "upstream_rate_limited"),
-        ("fault:quota", 503, "upstream_quota_exhausted"),
-        ("fault:500", 502, "upstream_error"),
-        ("fault:failed", 502, "upstream_error"),
-        ("fault:malformed", 502, "upstream_error"),
-        ("fault:html", 502, "upstream_error"),
-        ("fault:drop", 502, "upstream_unreachable"),
-        ("fault:cut-stream", 502, "upstream_unreachable"),
-        ("fault:slow", 504, "upstream_timeout"),
+        ("fault:401", (502, "upstream_auth")),
+        ("fault:429", (429, "upstream_rate_limited")),
+        ("fault:quota", (503, "upstream_quota_exhausted")),
+        ("fault:500", (502, "upstream_error")),
+        ("fault:failed", (502, "upstream_error")),
+        ("fault:malformed", (502, "upstream_error")),
+        ("fault:html", (502, "upstream_error")),
+        ("fault:drop", (502, "upstream_unreachable")),
+        ("fault:cut-stream", (502, "upstream_unreachable")),
+        ("fault:slow", (504, "upstream_timeout")),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_maps_upstream_failures_to_json_errors(
-    client: TestClient, auth: dict[str, str], fault: str, status: int, code: str, stream: bool
+    client: TestClient, auth: dict[str, str], fault: str, expected: tuple[int, str], stream: bool
 ) -> None:
     """Before the stream's 200 is sent a failure is its HTTP status, streamed or not; after it
     (a body that breaks) it is the stream's error event, with the same code."""
+    status, code = expected
     response = chat(client, auth, message=fault, stream=stream)
     if stream and response.status_code == 200:
         last = response.text.strip().splitlines()[-1].removeprefix("data: ")
@@ -109,18 +110,18 @@ def test_a_rejected_openai_key_is_an_error_line_that_names_the_fix(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "code"),
-    [("fault:429", 429, "rate_limit_exceeded"), ("fault:quota", 429, "insufficient_quota"),
-     ("fault:500", 500, "server_error")],
+    ("fault", "expected"),
+    [("fault:429", (429, "rate_limit_exceeded")), ("fault:quota", (429, "insufficient_quota")),
+     ("fault:500", (500, "server_error"))],
 )  # fmt: skip
 def test_each_failed_upstream_call_is_one_warning_line(
     client: TestClient,
     auth: dict[str, str],
     capsys: pytest.CaptureFixture[str],
     fault: str,
-    status: int,
-    code: str,
+    expected: tuple[int, str],
 ) -> None:
+    status, code = expected
     chat(client, auth, message=fault)
     failures = [line for line in log_lines(capsys) if line["severity"] == "WARNING"]
     assert len(failures) == 1

@@ -17,9 +17,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import serve_in_thread
 
 
-def test_streams_deltas_then_a_summary_then_done(
-    client: TestClient, auth: dict[str, str]
-) -> None:
+def test_streams_deltas_then_a_summary_then_done(client: TestClient, auth: dict[str, str]) -> None:
     response = chat(client, auth, message="one two", stream=True)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")

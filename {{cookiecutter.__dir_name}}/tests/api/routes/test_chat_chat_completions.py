@@ -1,0 +1,48 @@
+"""The Chat Completions API's own parts: messages with a system turn, the cap's name, usage."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from tests.api.routes.chat_calls import chat
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+def test_sends_the_system_prompt_as_the_first_message(
+    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    turns.append({"role": "user", "content": "c"})
+    chat(client, auth, messages=turns, max_tokens=7)
+    sent = fake_openai.requests[0]
+    system = {"role": "system", "content": Settings.model_fields["system_prompt"].default}
+    assert sent["messages"] == [system, *turns]
+    # max_tokens is deprecated and refused by reasoning models.
+    assert sent["max_completion_tokens"] == 7
+    assert "max_tokens" not in sent
+
+
+def test_a_stream_asks_for_its_usage(
+    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    chat(client, auth, message="hi", stream=True)
+    assert fake_openai.requests[0]["stream_options"] == {"include_usage": True}
+
+
+def test_previous_response_id_is_not_part_of_this_api(
+    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    response = chat(client, auth, message="hi", previous_response_id="resp_1")
+    assert response.status_code == 422
+    assert "previous_response_id" in response.json()["error"]["message"]
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_speaks_only_the_chat_completions_endpoint(
+    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    chat(client, auth, message="hi", stream=stream)
+    assert type(fake_openai.dialects[0]).__name__ == "ChatCompletions"
