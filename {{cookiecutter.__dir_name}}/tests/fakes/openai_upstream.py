@@ -22,7 +22,7 @@ A behaviour is picked per request by a token in the last user message, the same 
     fault:error      Responses: an `error` event; Chat: an in-band error chunk
     fault:reasoning  the whole cap spent on reasoning: no text, stopped early, reasoning_tokens
 
-Setting `expected_key` makes every other bearer token a 401 (key rotation tests). Responses
+Setting `expected_key` (`--expected-key`) makes every other bearer token a 401 (key rotation). Responses
 answers are stored (unless `"store": false`), and an unknown `previous_response_id` is a 400
 `previous_response_not_found`, as OpenAI answers. Everything received is recorded on the
 `FakeOpenAI` instance; `reset()` clears it. `GET /_fake/stats` reports the counters.
@@ -481,8 +481,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--drip-seconds", type=float, default=0.05)
+    parser.add_argument("--expected-key", help="answer 401 to every other bearer token")
     args = parser.parse_args()
     fake = FakeOpenAI(slow_seconds=args.slow_seconds, drip_seconds=args.drip_seconds)
+    fake.expected_key = args.expected_key
     uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
