@@ -13,7 +13,7 @@ A behaviour is picked per request by a token in the last user message, the same 
     fault:slow       wait `slow_seconds`, then answer (status line included)
     fault:stall      stream: headers at once, then `slow_seconds` of silence before the first event
     fault:drip       stream, `drip_seconds` per delta
-    fault:cut-stream send one delta, then drop the connection (also to a JSON request)
+    fault:cut-stream send one delta, then drop the connection (a JSON request too)
     fault:truncated  deltas, then a clean end with no finish (no finish_reason / no completed)
     fault:malformed  JSON: a 200 whose body is not JSON; stream: one delta, then a broken chunk
     fault:drop       drop the connection right after the headers, before any body
@@ -22,9 +22,9 @@ A behaviour is picked per request by a token in the last user message, the same 
     fault:error      Responses: an `error` event; Chat: an in-band error chunk
     fault:reasoning  the whole cap spent on reasoning: no text, stopped early, reasoning_tokens
 
-Setting `expected_key` (`--expected-key`) makes every other bearer token a 401 (key rotation). Responses
-answers are stored (unless `"store": false`), and an unknown `previous_response_id` is a 400
-`previous_response_not_found`, as OpenAI answers. Everything received is recorded on the
+Setting `expected_key` (`--expected-key`) makes every other bearer token a 401 (key rotation).
+Responses answers are stored (unless `"store": false`), and an unknown `previous_response_id` is
+a 400 `previous_response_not_found`, as OpenAI answers. Everything received is recorded on the
 `FakeOpenAI` instance; `reset()` clears it. `GET /_fake/stats` reports the counters.
 Add a fault: one entry in `FAULTS`; an API: one `Dialect`.
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -57,7 +56,7 @@ def serve_process(
     port = free_port()
     environment = {**os.environ, **(env or {})}
     command = [sys.executable, "-m", *args, "--port", str(port)]
-    process = subprocess.Popen(command, cwd=cwd, env=environment)  # noqa: S603 - our own modules
+    process = subprocess.Popen(command, cwd=cwd, env=environment)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
