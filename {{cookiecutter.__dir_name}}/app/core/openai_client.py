@@ -79,18 +79,20 @@ class Upstream:
             logger.error(self.reason)
         finally:
             self._started.set()
+        if self._client is not None:
+            # The SDK imports an API's module on first use (Responses: ~0.4 s): after /ready,
+            # off the loop, so neither startup nor the first request waits for it.
+            await asyncio.to_thread(api.create, self._client)
 
     def _build(self, key: str) -> AsyncOpenAI:
         from openai import AsyncOpenAI
 
-        client = AsyncOpenAI(
+        return AsyncOpenAI(
             api_key=key,
             base_url=self.settings.openai_base_url,
             timeout=self.settings.openai_timeout_seconds,
             max_retries=0,  # retried here, within the request's budget (`_open`)
         )
-        api.create(client)  # imports the API's resource module now, not in the first request
-        return client
 
     async def client(self) -> AsyncOpenAI:
         """The client, waiting (bounded) while startup still resolves the key."""
