@@ -137,7 +137,11 @@ def served_app(env: Env) -> Iterator[str]:
 
 @pytest.mark.parametrize("message", ["fault:drip", "fault:stall"])
 def test_client_disconnect_closes_the_upstream_stream(
-    served_app: str, auth: dict[str, str], fake_openai: FakeOpenAI, message: str
+    served_app: str,
+    auth: dict[str, str],
+    fake_openai: FakeOpenAI,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A client that goes away stops the upstream stream (no tokens paid for nobody), also
     while the upstream is silent."""
@@ -154,3 +158,10 @@ def test_client_disconnect_closes_the_upstream_stream(
     assert fake_openai.streams_closed == 1
     # The drip stream takes 3 s, the stall 2 s of silence: closing must not wait for either.
     assert time.monotonic() - disconnected < 1
+    output = ""
+    while '"chat completion"' not in output and time.monotonic() - disconnected < 3:
+        time.sleep(0.05)  # the usage line follows the upstream's close
+        output += capsys.readouterr().out
+    usage = [json.loads(line) for line in output.splitlines() if '"chat completion"' in line]
+    assert len(usage) == 1
+    assert usage[0]["aborted"] is True
