@@ -8,12 +8,20 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from app.core.config import Settings
+
 OPENAI_API = {{ cookiecutter.openai_api | tojson }}
 RESPONSES = OPENAI_API == "responses"
 # finish_reason of a whole answer, and of one stopped by the token cap, on this API.
 WHOLE = "completed" if RESPONSES else "stop"
 CAPPED = "max_output_tokens" if RESPONSES else "length"
 CAP_PARAMETER = "max_output_tokens" if RESPONSES else "max_completion_tokens"
+DEFAULT_SYSTEM_PROMPT = Settings.model_fields["system_prompt"].default
+THREE_TURNS = [
+    {"role": "user", "content": "My name is Ada."},
+    {"role": "assistant", "content": "Hello Ada."},
+    {"role": "user", "content": "What is my name?"},
+]
 
 
 def chat(client: TestClient, auth: dict[str, str], **body: object) -> httpx.Response:

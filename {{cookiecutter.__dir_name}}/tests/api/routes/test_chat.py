@@ -7,17 +7,17 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import DEFAULT_MODEL, Settings
-from tests.api.routes.chat_calls import CAP_PARAMETER, CAPPED, WHOLE, chat
+from app.core.config import DEFAULT_MODEL
+from tests.api.routes.chat_calls import (
+    CAP_PARAMETER,
+    CAPPED,
+    DEFAULT_SYSTEM_PROMPT,
+    THREE_TURNS,
+    WHOLE,
+    chat,
+)
 from tests.conftest import MakeClient
 from tests.fakes.openai_upstream import FakeOpenAI
-
-DEFAULT_SYSTEM_PROMPT = Settings.model_fields["system_prompt"].default
-THREE_TURNS = [
-    {"role": "user", "content": "My name is Ada."},
-    {"role": "assistant", "content": "Hello Ada."},
-    {"role": "user", "content": "What is my name?"},
-]
 
 
 def test_replies_with_text_model_finish_reason_and_usage(

@@ -5,20 +5,17 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
-from tests.api.routes.chat_calls import chat
+from tests.api.routes.chat_calls import DEFAULT_SYSTEM_PROMPT, THREE_TURNS, chat
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
 def test_sends_the_system_prompt_as_the_first_message(
     client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
 ) -> None:
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    turns.append({"role": "user", "content": "c"})
-    chat(client, auth, messages=turns, max_tokens=7)
+    chat(client, auth, messages=THREE_TURNS, max_tokens=7)
     sent = fake_openai.requests[0]
-    system = {"role": "system", "content": Settings.model_fields["system_prompt"].default}
-    assert sent["messages"] == [system, *turns]
+    system = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    assert sent["messages"] == [system, *THREE_TURNS]
     # max_tokens is deprecated and refused by reasoning models.
     assert sent["max_completion_tokens"] == 7
     assert "max_tokens" not in sent

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
-from tests.api.routes.chat_calls import chat, events
+from tests.api.routes.chat_calls import DEFAULT_SYSTEM_PROMPT, THREE_TURNS, chat, events
 from tests.conftest import MakeClient
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -14,12 +13,10 @@ from tests.fakes.openai_upstream import FakeOpenAI
 def test_sends_turns_as_input_and_the_system_prompt_as_instructions(
     client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
 ) -> None:
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    turns.append({"role": "user", "content": "c"})
-    chat(client, auth, messages=turns, max_tokens=7)
+    chat(client, auth, messages=THREE_TURNS, max_tokens=7)
     sent = fake_openai.requests[0]
-    assert sent["input"] == turns
-    assert sent["instructions"] == Settings.model_fields["system_prompt"].default
+    assert sent["input"] == THREE_TURNS
+    assert sent["instructions"] == DEFAULT_SYSTEM_PROMPT
     assert sent["max_output_tokens"] == 7
     assert sent["store"] is True
     assert "messages" not in sent

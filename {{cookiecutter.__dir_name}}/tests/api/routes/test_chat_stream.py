@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.api.routes.chat_calls import WHOLE, chat, events, text_of
+from tests.api.routes.chat_calls import THREE_TURNS, WHOLE, chat, events, text_of
 from tests.conftest import Env, MakeClient
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import serve_in_thread
@@ -34,11 +34,9 @@ def test_streams_deltas_then_a_summary_then_done(client: TestClient, auth: dict[
 def test_a_streamed_conversation_reaches_the_upstream_like_a_json_one(
     client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI
 ) -> None:
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    turns.append({"role": "user", "content": "c"})
-    chat(client, auth, messages=turns, stream=True)
+    chat(client, auth, messages=THREE_TURNS, stream=True)
     assert fake_openai.requests[0]["stream"] is True
-    assert fake_openai.turns_sent()[1:] == turns
+    assert fake_openai.turns_sent()[1:] == THREE_TURNS
 
 
 @pytest.mark.parametrize(
