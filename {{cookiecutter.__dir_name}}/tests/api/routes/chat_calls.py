@@ -16,6 +16,7 @@ RESPONSES = OPENAI_API == "responses"
 WHOLE = "completed" if RESPONSES else "stop"
 CAPPED = "max_output_tokens" if RESPONSES else "length"
 CAP_PARAMETER = "max_output_tokens" if RESPONSES else "max_completion_tokens"
+DIALECT = "Responses" if RESPONSES else "ChatCompletions"  # tests/fakes/openai_upstream.py
 DEFAULT_SYSTEM_PROMPT = Settings.model_fields["system_prompt"].default
 THREE_TURNS = [
     {"role": "user", "content": "My name is Ada."},

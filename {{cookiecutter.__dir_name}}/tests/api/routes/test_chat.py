@@ -12,6 +12,7 @@ from tests.api.routes.chat_calls import (
     CAP_PARAMETER,
     CAPPED,
     DEFAULT_SYSTEM_PROMPT,
+    DIALECT,
     THREE_TURNS,
     WHOLE,
     chat,
@@ -32,6 +33,14 @@ def test_replies_with_text_model_finish_reason_and_usage(
     assert reply["usage"]["output_tokens"] == 3
     assert reply["usage"]["input_tokens"] > 0
     assert fake_openai.requests[0]["model"] == DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_speaks_only_the_api_it_was_generated_for(
+    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    chat(client, auth, message="hi", stream=stream)
+    assert [type(dialect).__name__ for dialect in fake_openai.dialects] == [DIALECT]
 
 
 def test_a_conversation_reaches_the_upstream_in_order_after_the_system_prompt(

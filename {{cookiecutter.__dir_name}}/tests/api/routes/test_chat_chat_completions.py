@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.routes.chat_calls import DEFAULT_SYSTEM_PROMPT, THREE_TURNS, chat
@@ -35,11 +34,3 @@ def test_previous_response_id_is_not_part_of_this_api(
     assert response.status_code == 422
     assert "previous_response_id" in response.json()["error"]["message"]
     assert fake_openai.requests == []
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_speaks_only_the_chat_completions_endpoint(
-    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI, stream: bool
-) -> None:
-    chat(client, auth, message="hi", stream=stream)
-    assert type(fake_openai.dialects[0]).__name__ == "ChatCompletions"

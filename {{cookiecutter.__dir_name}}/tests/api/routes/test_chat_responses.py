@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.routes.chat_calls import DEFAULT_SYSTEM_PROMPT, THREE_TURNS, chat, events
@@ -75,11 +74,3 @@ def test_openai_store_off_stores_nothing_and_refuses_previous_response_id(
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "conversation_not_stored"
     assert len(fake_openai.requests) == 1
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_speaks_only_the_responses_endpoint(
-    client: TestClient, auth: dict[str, str], fake_openai: FakeOpenAI, stream: bool
-) -> None:
-    chat(client, auth, message="hi", stream=stream)
-    assert type(fake_openai.dialects[0]).__name__ == "Responses"
