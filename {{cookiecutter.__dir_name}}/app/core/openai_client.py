@@ -322,5 +322,5 @@ def _status_error(error: APIStatusError) -> ApiError:
         headers = {"Retry-After": retry_after} if retry_after else None
         return ApiError(429, "upstream_rate_limited", "the model's API is rate limited", headers)
     if code == "previous_response_not_found":
-        return ApiError(422, "unknown_response_id", "previous_response_id is not a stored response")
+        return ApiError(404, "unknown_response_id", "previous_response_id is not a stored response")
     return ApiError(502, "upstream_error", f"the model's API answered {status}")

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from app.api.deps import ClientDep, SettingsDep, UpstreamDep
 from app.api.errors import documented_errors
@@ -35,11 +35,25 @@ class Turn(BaseModel):
     content: str = Field(min_length=1)
 
 
+# Either field, the other absent or null.
+ONE_CONVERSATION: list[JsonValue] = [
+    {
+        "required": ["message"],
+        "properties": {"message": {"type": "string"}, "messages": {"type": "null"}},
+    },
+    {
+        "required": ["messages"],
+        "properties": {"messages": {"type": "array"}, "message": {"type": "null"}},
+    },
+]
+
+
 class ChatRequest(BaseModel):
     """Either `message` (one user turn) or `messages` (the conversation so far, ending with the
     user's turn). MAX_TURNS caps the turns, MAX_MESSAGE_CHARS all of their characters."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema states "either message or messages" too, so clients and fuzzers know it.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": ONE_CONVERSATION})
 
     message: str | None = Field(default=None, min_length=1)
     messages: list[Turn] | None = Field(default=None, min_length=1)
@@ -109,7 +123,7 @@ SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes text/event-stre
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
-    **documented_errors({{ "401, " if cookiecutter.client_auth == "api-key" else "" }}413, 422, 429, 502, 503, 504),
+    **documented_errors({{ "401, " if cookiecutter.client_auth == "api-key" else "" }}403, {{ "404, " if responses else "" }}413, 422, 429, 502, 503, 504),
 }
 
 
@@ -146,11 +160,11 @@ async def chat(
 def _conversation(body: ChatRequest, settings: Settings) -> Conversation:
     """The request as the adapter's input, with the service's limits applied (422s)."""
     if body.system is not None and not settings.allow_client_system_prompt:
-        raise ApiError(422, "system_not_allowed", "this service sets the system prompt itself")
+        raise ApiError(403, "system_not_allowed", "this service sets the system prompt itself")
 {%- if responses %}
     if body.previous_response_id and not settings.openai_store:
         message = "this service does not store conversations: send the history in messages"
-        raise ApiError(422, "conversation_not_stored", message)
+        raise ApiError(403, "conversation_not_stored", message)
 {%- endif %}
     if body.messages is not None:
         turns = [{"role": turn.role, "content": turn.content} for turn in body.messages]

@@ -58,9 +58,9 @@ def test_the_streamed_summary_carries_the_response_id(
     assert follow_up.status_code == 200
 
 
-def test_an_unknown_previous_response_id_is_a_422(client: TestClient, auth: dict[str, str]) -> None:
+def test_an_unknown_previous_response_id_is_a_404(client: TestClient, auth: dict[str, str]) -> None:
     response = chat(client, auth, message="hi", previous_response_id="resp_never_made")
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_response_id"
 
 
@@ -71,6 +71,6 @@ def test_openai_store_off_stores_nothing_and_refuses_previous_response_id(
     assert chat(client, auth, message="hi").status_code == 200
     assert fake_openai.requests[0]["store"] is False
     response = chat(client, auth, message="hi", previous_response_id="resp_fake_1")
-    assert response.status_code == 422
+    assert response.status_code == 403
     assert response.json()["error"]["code"] == "conversation_not_stored"
     assert len(fake_openai.requests) == 1

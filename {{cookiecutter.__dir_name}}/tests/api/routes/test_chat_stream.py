@@ -68,6 +68,18 @@ def test_a_stream_stopped_by_the_cap_ends_with_an_error_event(
     assert "[DONE]" not in received
 
 
+def test_a_stream_stopped_by_the_cap_still_logs_the_tokens_it_used(
+    client: TestClient, auth: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a token budget settles with: the usage the upstream reported before it stopped."""
+    chat(client, auth, message="one two three", max_tokens=2, stream=True)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    usage = next(line for line in lines if line["message"] == "chat completion")
+    assert usage["aborted"] is True
+    assert usage["output_tokens"] == 2
+    assert usage["error"] == "output_limit_reached"
+
+
 def test_a_stream_whose_first_event_is_late_ends_with_a_timeout_event(
     client: TestClient, auth: dict[str, str]
 ) -> None:
