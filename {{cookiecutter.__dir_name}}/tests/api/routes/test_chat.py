@@ -206,8 +206,8 @@ def test_answers_503_when_no_key_can_be_resolved(
     assert ("/nonexistent/key" in response.json()["error"]["message"]) == SHOW_NOT_READY_DETAIL
 
 
-def test_openapi_documents_both_request_shapes_and_the_stream(client: TestClient) -> None:
-    schema = client.get("/openapi.json").json()
+def test_openapi_documents_both_request_shapes_and_the_stream(make_client: MakeClient) -> None:
+    schema = make_client(DOCS_ENABLED="1").get("/openapi.json").json()
     request = schema["components"]["schemas"]["ChatRequest"]
     assert {"message", "messages", "stream", "max_tokens"} <= request["properties"].keys()
     assert request["additionalProperties"] is False
