@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Bake
 from tests.fixtures.deploy import (
     CLIENT_KEYS,
+    PROJECT,
     TEST_KEY,
     Deploy,
     Sandboxes,
@@ -51,7 +52,7 @@ def test_flags_win_over_environment_variables_over_answers(baked: Bake, sandbox:
     assert flag_value(deploy, "project") == "other-project"
     assert flag_value(deploy, "min-instances") == "1"
     assert flag_value(deploy, "max-instances") == "7"
-    assert flag_value(deploy, "set-secrets") == "OPENAI_API_KEY=other-secret:3"
+    assert flag_value(deploy, "set-secrets") == "/secrets/openai/key=other-secret:3"
     assert (
         flag_value(deploy, "service-account")
         == "other-runner@other-project.iam.gserviceaccount.com"
@@ -78,6 +79,8 @@ def test_env_flags_add_runtime_settings_to_the_deploy(
     assert run.returncode == 0, run.stderr
     assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "set-env-vars").split(",") == [
         "GOOGLE_CLOUD_PROJECT=acme-prod-42",
+        "OPENAI_API_KEY_FILE=/secrets/openai/key",
+        "REQUEST_TIMEOUT_SECONDS=300",
         "CLIENT_API_KEYS_FILE=/secrets/client-api-keys/keys",
         "OPENAI_MODEL=gpt-4o",
         "RATE_LIMIT_PER_MINUTE=30",
@@ -102,7 +105,8 @@ def test_deploy_env_in_the_script_is_set_on_every_deploy(
     box = sandbox()
     run = box.run(project, "--env", "OPENAI_MODEL=gpt-4o", OPENAI_API_KEY=TEST_KEY)
     assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "set-env-vars") == (
-        "GOOGLE_CLOUD_PROJECT=acme-prod-42,OPENAI_MAX_TOKENS=512,OPENAI_MODEL=gpt-4o"
+        "GOOGLE_CLOUD_PROJECT=acme-prod-42,OPENAI_API_KEY_FILE=/secrets/openai/key,"
+        "REQUEST_TIMEOUT_SECONDS=300,OPENAI_MAX_TOKENS=512,OPENAI_MODEL=gpt-4o"
     )
     twice = box.run(project, "--env", "OPENAI_MAX_TOKENS=100")
     assert twice.returncode == 1
@@ -160,7 +164,7 @@ def deployed_tag(run: Deploy) -> str:
 
 def test_image_tag_is_the_git_commit(bake: Bake, sandbox: Sandboxes) -> None:
     """The repo's own clean checkout: the image is tagged with the short commit sha."""
-    project = bake(service_name="tagged-service")
+    project = bake(service_name="tagged-service", gcp_project_id=PROJECT)
     sha = commit_all(project)
     assert deployed_tag(sandbox().run(project, OPENAI_API_KEY=TEST_KEY)) == sha
 
@@ -168,7 +172,7 @@ def test_image_tag_is_the_git_commit(bake: Bake, sandbox: Sandboxes) -> None:
 def test_image_tag_marks_uncommitted_changes(bake: Bake, sandbox: Sandboxes) -> None:
     """Uncommitted changes are in the image but not in the commit: sha-dirty-TIME, so the tag
     never claims a commit that does not hold what was deployed."""
-    project = bake(service_name="dirty-service")
+    project = bake(service_name="dirty-service", gcp_project_id=PROJECT)
     sha = commit_all(project)
     (project / "app" / "extra.py").write_text("EXTRA = 1\n")
     tag = deployed_tag(sandbox().run(project, OPENAI_API_KEY=TEST_KEY))

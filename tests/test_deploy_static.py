@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from tests.fixtures.deploy import (
     TEST_KEY,
     Sandbox,
     Sandboxes,
+    SmokeServer,
     printed_gcloud_lines,
     replay_all,
+    replayable,
 )
 
 # --- Static checks on every supported combination ---------------------------------------------
@@ -90,35 +93,64 @@ def test_rendered_defaults_pass_deploy_validation(combination: Path, sandbox: Sa
 # --- Every recorded gcloud line through the real gcloud parser --------------------------------
 
 
+SETTINGS = [
+    "--env", "OPENAI_MODEL=gpt-4o", "--env=RATE_LIMIT_PER_MINUTE=30",
+    "--env", "OPENAI_MAX_TOKENS=512", "--env", "OPENAI_BASE_URL=https://x.example/v1",
+    "--concurrency=1000", "--cpu=2", "--memory=8Gi", "--timeout=3600", "--keep-images=3",
+]  # fmt: skip
+CI_ACCOUNT = "ci@acme-prod-42.iam.gserviceaccount.com"
+SECRETS = {"OPENAI_API_KEY": TEST_KEY, "CLIENT_API_KEYS": CLIENT_KEYS}
+# Each scenario: answers, docker on PATH, then the runs in order (arguments, extra environment).
+SCENARIOS: list[tuple[dict[str, str], bool, list[tuple[list[str], dict[str, str]]]]] = [
+    ({"client_auth": "iam"}, True, [
+        (SETTINGS, SECRETS), ([], {"SMOKE_IMPERSONATE_SERVICE_ACCOUNT": CI_ACCOUNT}),
+        (["--canary", "10"], {}), (["promote"], {}), (["rollback"], {}),
+        (["rollback", "my-service-00001-abc"], {}), (["status"], {}), (["logs"], {}),
+        (["logs", "--tail", "--limit=5"], {}), (["destroy", "--dry-run"], {}),
+        (["destroy", "--yes"], {}), (["destroy", "--yes", "--delete-secrets"], {}),
+    ]),
+    ({"client_auth": "api-key"}, False, [
+        (SETTINGS, SECRETS), ([], {}), (["destroy", "--yes", "--delete-secrets"], {}),
+    ]),
+    ({"client_auth": "none", "ci_provider": "cloud-build"}, True, [([], SECRETS), ([], {})]),
+    ({"client_auth": "api-key"}, True, [
+        (["--dry-run"], {}), (["promote", "--dry-run"], {}), (["rollback", "--dry-run"], {}),
+        (["status", "--dry-run"], {}),
+    ]),
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def recorded_gcloud_lines(
-    bake_once: Bake, system_bin: Path, tmp_path_factory: pytest.TempPathFactory
+    baked: Bake,
+    system_bin: Path,
+    smoke_server: SmokeServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, list[list[str]]]:
-    """Every distinct gcloud command line of the scenarios: each mode, remote build, rerun,
-    runtime settings (--env), and the grants a failed remote build tells the user to run."""
+    """Every distinct gcloud command line of every subcommand: each mode, local and remote builds,
+    rerun (rollout), canary, promote, rollback, status, logs, destroy, runtime settings and sizing,
+    an impersonated identity token, dry runs (the lines they print), and the grants a failed
+    remote build tells the user to run."""
     root = tmp_path_factory.mktemp("recorded")
+    scratch = root / "policies"
+    scratch.mkdir()
     lines: list[list[str]] = []
-    settings = [
-        "--env", "OPENAI_MODEL=gpt-4o", "--env=RATE_LIMIT_PER_MINUTE=30",
-        "--env", "OPENAI_MAX_TOKENS=512", "--env", "OPENAI_BASE_URL=https://x.example/v1",
-    ]  # fmt: skip
-    for number, (answers, docker, args) in enumerate(
-        [({"client_auth": "iam"}, True, settings), ({"client_auth": "api-key"}, False, settings),
-         ({"client_auth": "none", "ci_provider": "cloud-build"}, True, [])]
-    ):  # fmt: skip
-        box = Sandbox(root / str(number), system_bin, docker)
-        for _ in range(2):  # fresh, then rerun
-            run = box.run(
-                bake_once(**answers), *args, OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS
-            )
-            assert run.returncode == 0, run.stderr
-            lines += [argv for argv in run.argvs() if argv not in lines]
-    failed = Sandbox(root / "failed-build", system_bin, False).run(
-        bake_once(), OPENAI_API_KEY=TEST_KEY, STANDIN_BUILD_FAILS="1"
+    for number, (answers, docker, runs) in enumerate(SCENARIOS):
+        box = Sandbox(root / str(number), system_bin, docker, smoke_server.url())
+        for args, env in runs:
+            run = box.run(baked(**answers), *args, **env)
+            assert run.returncode == 0, (args, run.stderr)
+            printed = [shlex.split(line[2:])[1:] for line in run.stdout.splitlines()
+                       if line.startswith("+ gcloud ") and "--policy=" not in line]  # fmt: skip
+            for argv in [*replayable(run.calls, scratch), *printed]:
+                if argv not in lines:
+                    lines.append(argv)
+    failed = Sandbox(root / "failed-build", system_bin, False, smoke_server.url()).run(
+        baked(), OPENAI_API_KEY=TEST_KEY, STANDIN_BUILD_FAILS="1"
     )
     assert failed.returncode == 1
     lines += printed_gcloud_lines(failed.stderr)
-    return bake_once(client_auth="api-key"), lines
+    return baked(client_auth="api-key"), lines
 
 
 @pytest.mark.gcloud
@@ -133,5 +165,17 @@ def test_every_recorded_gcloud_line_passes_the_real_parser(
     assert any(line[:3] == ["secrets", "versions", "describe"] for line in lines)
     assert any("OPENAI_MODEL=gpt-4o" in arg for line in lines for arg in line)
     assert any(line[:3] == ["storage", "buckets", "add-iam-policy-binding"] for line in lines)
+    for command in (
+        ["services", "list"], ["secrets", "get-iam-policy"],
+        ["artifacts", "repositories", "set-cleanup-policies"],
+        ["run", "services", "update-traffic"], ["run", "services", "delete"],
+        ["run", "services", "logs", "read"], ["beta", "run", "services", "logs", "tail"],
+        ["run", "revisions", "list"], ["secrets", "remove-iam-policy-binding"],
+        ["iam", "service-accounts", "delete"], ["artifacts", "packages", "delete"],
+        ["secrets", "delete"], ["auth", "print-identity-token"],
+    ):  # fmt: skip
+        assert any(line[: len(command)] == command for line in lines), command
+    assert any("--no-traffic" in line for line in lines)
+    assert any(a.startswith("--impersonate-service-account=") for line in lines for a in line)
     outcomes = replay_all(real_gcloud, lines, project, tmp_path)
     assert any(code == 0 for code, _ in outcomes)  # auth configure-docker / auth list succeed

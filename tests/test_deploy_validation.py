@@ -5,6 +5,7 @@ agree with the template's pre-gen hook.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -175,11 +176,19 @@ def bash_verdicts(project: Path, function: str, *values: str) -> list[bool]:
     return [line == "ok" for line in result.stdout.splitlines()]
 
 
+def accepted_with_a_warning(function: str, value: str) -> bool:
+    """A well-formed region id missing from the snapshot (Google adds regions) passes with a
+    warning; the hook does the same (or, before it learnt to, refused it)."""
+    return function == "validate_region" and bool(re.fullmatch(r"[a-z]+-[a-z]+[0-9]+", value))
+
+
 @pytest.mark.parametrize("function", sorted(GOOD_AND_BAD))
 def test_bash_validators_agree_with_the_pre_gen_hook(default_project: Path, function: str) -> None:
     """A value in the corpus passes the bash validator exactly when it passes the hook."""
     check, corpus = GOOD_AND_BAD[function]
-    expected = [check(value) is None for value in corpus]
+    expected = [
+        check(value) is None or accepted_with_a_warning(function, value) for value in corpus
+    ]
     assert any(expected), "the corpus needs valid values"
     assert not all(expected), "the corpus needs invalid values"
     assert dict(
