@@ -54,6 +54,13 @@ refuse_placeholder_project
 
 secrets=("$SECRET_NAME")
 [[ $CLIENT_AUTH != api-key ]] || secrets+=("$CLIENT_KEYS_SECRET_NAME")
+
+# present DESCRIBE_COMMAND...: like exists, but a dry run assumes the resource is there, so it
+# shows every delete a real run could make.
+present() {
+  [[ $DRY_RUN == no ]] || { run "$@"; return 0; }
+  exists "$@"
+}
 if [[ $YES == no && $DRY_RUN == no ]]; then
   [[ -t 0 ]] || die "destroy asks for the service name to confirm, but stdin is not a terminal; nothing was deleted." \
     "Run it in a terminal, or pass --yes: ./deploy.sh destroy --yes"
@@ -68,7 +75,7 @@ step "Preflight: gcloud, account, project"
 preflight_access
 
 step "Cloud Run service $SERVICE_NAME"
-if exists gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" --format='value(status.url)'; then
+if present gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" --format='value(status.url)'; then
   run gcloud run services delete "$SERVICE_NAME" "${REGION_FLAGS[@]}" --quiet
 else
   echo "Already gone."
@@ -78,8 +85,10 @@ step "The runtime account's access to ${secrets[*]}"
 for secret in "${secrets[@]}"; do
   if [[ $DELETE_SECRETS == yes ]]; then
     echo "Skipped for $secret: the secret is deleted below, with its bindings."
-  elif exists gcloud secrets describe "$secret" "${PROJECT[@]}" &&
-    has_binding roles/secretmanager.secretAccessor "serviceAccount:$RUNTIME_SA_EMAIL" secrets get-iam-policy "$secret"; then
+  elif present gcloud secrets describe "$secret" "${PROJECT[@]}" && {
+    has_binding roles/secretmanager.secretAccessor "serviceAccount:$RUNTIME_SA_EMAIL" \
+      secrets get-iam-policy "$secret" || [[ $DRY_RUN == yes ]]
+  }; then
     run gcloud secrets remove-iam-policy-binding "$secret" "${PROJECT[@]}" \
       --member="serviceAccount:$RUNTIME_SA_EMAIL" --role=roles/secretmanager.secretAccessor \
       --condition=None --format=none
@@ -89,7 +98,7 @@ for secret in "${secrets[@]}"; do
 done
 
 step "Runtime service account $RUNTIME_SA_EMAIL"
-if exists gcloud iam service-accounts describe "$RUNTIME_SA_EMAIL" "${PROJECT[@]}"; then
+if present gcloud iam service-accounts describe "$RUNTIME_SA_EMAIL" "${PROJECT[@]}"; then
   run gcloud iam service-accounts delete "$RUNTIME_SA_EMAIL" "${PROJECT[@]}" --quiet
 else
   echo "Already gone."
@@ -97,7 +106,7 @@ fi
 
 step "Images of $SERVICE_NAME in $ARTIFACT_REGISTRY_REPO (the repository is kept)"
 repo_flags=(--repository="$ARTIFACT_REGISTRY_REPO" --location="$REGION" "${PROJECT[@]}")
-if exists gcloud artifacts packages describe "$SERVICE_NAME" "${repo_flags[@]}"; then
+if present gcloud artifacts packages describe "$SERVICE_NAME" "${repo_flags[@]}"; then
   run gcloud artifacts packages delete "$SERVICE_NAME" "${repo_flags[@]}" --quiet
 else
   echo "No images."
@@ -107,7 +116,7 @@ step "Secrets ${secrets[*]}"
 for secret in "${secrets[@]}"; do
   if [[ $DELETE_SECRETS == no ]]; then
     echo "Kept $secret (delete it with --delete-secrets, or: gcloud secrets delete $secret --project=$PROJECT_ID)."
-  elif exists gcloud secrets describe "$secret" "${PROJECT[@]}"; then
+  elif present gcloud secrets describe "$secret" "${PROJECT[@]}"; then
     run gcloud secrets delete "$secret" "${PROJECT[@]}" --quiet
   else
     echo "$secret is already gone."
