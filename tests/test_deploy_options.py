@@ -4,6 +4,7 @@ DEPLOY_ENV), image tags, dry run, help and usage errors.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -229,10 +230,136 @@ def test_help_documents_every_option_and_variable(baked: Bake, sandbox: Sandboxe
         "CLIENT_KEYS_SECRET_NAME", "OPENAI_API_KEY", "CLIENT_API_KEYS", "--project", "--region",
         "--service", "--service-account", "--secret", "--secret-version", "--repo",
         "--min-instances", "--max-instances", "--client-keys-secret", "--build", "--dry-run",
-        "--env KEY=VALUE", "DEPLOY_ENV", "bash 4",
+        "--env KEY=VALUE", "DEPLOY_ENV", "bash 4", "--concurrency", "CONCURRENCY", "--cpu",
+        "CPU", "--memory", "MEMORY", "--timeout", "REQUEST_TIMEOUT_SECONDS", "--keep-images",
+        "KEEP_IMAGES", "--canary", "CANARY", "--smoke-url", "SMOKE_URL", "--smoke-impersonate",
+        "SMOKE_IMPERSONATE_SERVICE_ACCOUNT", "SMOKE_CLIENT_KEY", "--memorystore",
+        "MEMORYSTORE_INSTANCE", "--redis-url-secret", "REDIS_URL_SECRET", "--network",
+        "VPC_NETWORK", "--subnet", "VPC_SUBNET", "promote", "rollback", "status", "logs", "destroy",
     ):  # fmt: skip
         assert word in run.stdout
     assert run.calls == []
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "words"),
+    [
+        ("promote", ["--project", "--region", "--service", "--dry-run", "previous"]),
+        ("rollback", ["[REVISION]", "--project", "--dry-run", "previous"]),
+        ("status", ["--project", "--dry-run", "min/max instances"]),
+        ("logs", ["--tail", "--limit", "log-streaming", "--dry-run"]),
+        ("destroy", ["--yes", "--delete-secrets", "--service-account", "--repo", "--dry-run"]),
+    ],
+)
+def test_each_subcommand_has_its_own_help(
+    baked: Bake, sandbox: Sandboxes, subcommand: str, words: list[str]
+) -> None:
+    run = sandbox().run(baked(), subcommand, "--help")
+    assert run.returncode == 0
+    assert run.stdout.startswith(f"Usage: ./deploy.sh {subcommand}")
+    for word in words:
+        assert word in run.stdout
+    assert run.calls == []
+
+
+def test_cleanup_policy_keeps_the_last_images_and_is_set_only_when_it_changes(
+    baked: Bake, sandbox: Sandboxes
+) -> None:
+    """The repository gets a policy for this service's images: delete, except the newest
+    KEEP_IMAGES (default 10); a rerun with the same count sets nothing, a new count sets it."""
+    box = sandbox()
+    project = baked()
+    first = box.run(project, OPENAI_API_KEY=TEST_KEY)
+    assert first.returncode == 0, first.stderr
+    policy = json.loads(
+        first.call("gcloud", "artifacts", "repositories", "set-cleanup-policies")["policy"]
+    )
+    assert policy == [
+        {"name": "my-service-delete-old", "action": {"type": "Delete"},
+         "condition": {"tagState": "any", "packageNamePrefixes": ["my-service"]}},
+        {"name": "my-service-keep-last", "action": {"type": "Keep"},
+         "mostRecentVersions": {"packageNamePrefixes": ["my-service"], "keepCount": 10}},
+    ]  # fmt: skip
+    rerun = box.run(project)
+    assert not rerun.has("gcloud", "artifacts", "repositories", "set-cleanup-policies")
+    assert "already keeps the last 10 images" in rerun.stdout
+    changed = box.run(project, "--keep-images", "3")
+    call = changed.call("gcloud", "artifacts", "repositories", "set-cleanup-policies")
+    assert json.loads(call["policy"])[1]["mostRecentVersions"]["keepCount"] == 3
+    assert "--no-dry-run" in call["argv"]
+
+
+# A stand-in for scripts/memorystore.sh (another part of deploy.sh's contract): it records when
+# deploy.sh calls it and adds what the real one adds to the deploy.
+MEMORYSTORE_STUB = """# shellcheck shell=bash
+redis_preflight() {
+  echo "redis_preflight $MEMORYSTORE_INSTANCE|$REDIS_URL_SECRET|$VPC_NETWORK|$VPC_SUBNET"
+}
+redis_ensure() {
+  echo "redis_ensure $RUNTIME_SA_EMAIL"
+  SECRET_MAPPINGS+=("REDIS_URL=$SERVICE_NAME-redis-url:latest")
+  DEPLOY_ENV+=(REDIS_CA_FILE=/secrets/redis-ca/ca.pem)
+  DEPLOY_FLAGS+=(--network="$VPC_NETWORK" --subnet="$VPC_SUBNET" --vpc-egress=private-ranges-only)
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--memorystore", "limits", "--network", "vpc-1", "--subnet", "sub-1"], {}),
+        ([], {"REDIS_URL_SECRET": "my-redis-url"}),
+    ],
+    ids=["memorystore-flag", "redis-url-secret-env"],
+)
+def test_shared_limits_call_memorystore_sh_in_preflight_and_before_the_deploy(
+    baked: Bake, sandbox: Sandboxes, tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    """With --memorystore or --redis-url-secret, redis_preflight runs in preflight (before any
+    change) and redis_ensure after the runtime account exists and before the deploy, whose
+    --set-secrets, variables and flags then carry what it added."""
+    project = tmp_path / "my-service"
+    shutil.copytree(baked(), project)
+    (project / "scripts" / "memorystore.sh").write_text(MEMORYSTORE_STUB)
+    run = sandbox().run(project, *args, OPENAI_API_KEY=TEST_KEY, **env)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    network = "vpc-1|sub-1" if args else "default|default"
+    assert (
+        f"redis_preflight {args[1] if args else ''}|{env.get('REDIS_URL_SECRET', '')}|{network}"
+        in out
+    )
+    assert out.index("redis_preflight") < out.index("Preflight passed.") < out.index("[2/11]")
+    assert out.index("Runtime service account") < out.index("redis_ensure my-service@acme-prod-42")
+    assert out.index("redis_ensure") < out.index("Deploy the first revision")
+    deploy = run.call("gcloud", "run", "deploy")["argv"]
+    assert "REDIS_URL=my-service-redis-url:latest" in flag_value(deploy, "set-secrets").split(",")
+    assert flag_value(deploy, "set-env-vars").endswith(",REDIS_CA_FILE=/secrets/redis-ca/ca.pem")
+    assert "--vpc-egress=private-ranges-only" in deploy
+
+
+def test_shared_limits_without_memorystore_sh_stop_before_anything_runs(
+    baked: Bake, sandbox: Sandboxes
+) -> None:
+    project = baked()
+    if (project / "scripts" / "memorystore.sh").exists():
+        pytest.skip("this repo has scripts/memorystore.sh")
+    run = sandbox().run(project, "--memorystore", "limits", OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert "scripts/memorystore.sh" in run.stderr
+    assert run.calls == []
+
+
+def test_no_shared_limits_means_memorystore_sh_is_never_called(
+    baked: Bake, sandbox: Sandboxes, tmp_path: Path
+) -> None:
+    project = tmp_path / "my-service"
+    shutil.copytree(baked(), project)
+    (project / "scripts" / "memorystore.sh").write_text(MEMORYSTORE_STUB)
+    run = sandbox().run(project, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 0, run.stderr
+    assert "redis_" not in run.stdout
+    assert "[1/10]" in run.stdout
 
 
 def test_unknown_option_is_a_usage_error(baked: Bake, sandbox: Sandboxes) -> None:

@@ -5,6 +5,7 @@ agree with the template's pre-gen hook.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from tests.conftest import Bake
 from tests.fixtures.deploy import (
     TEST_KEY,
     Sandboxes,
+    flag_value,
 )
 
 # --- Hostile and invalid overrides ------------------------------------------------------------
@@ -213,3 +215,172 @@ def test_bash_region_list_is_the_hooks(default_project: Path) -> None:
         cwd=default_project, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert sorted(listed) == sorted(hook.CLOUD_RUN_REGIONS)
+
+
+# --- Sizing and settings Cloud Run does not accept --------------------------------------------
+
+OUT_OF_RANGE = {
+    "concurrency-0": (["--concurrency", "0"], "CONCURRENCY (--concurrency)"),
+    "concurrency-1001": (["--concurrency=1001"], "from 1 to 1000"),
+    "concurrency-word": (["--concurrency", "many"], "CONCURRENCY (--concurrency)"),
+    "timeout-0": (["--timeout", "0"], "REQUEST_TIMEOUT_SECONDS (--timeout)"),
+    "timeout-3601": (["--timeout=3601"], "from 1 to 3600"),
+    "cpu-3": (["--cpu", "3"], "1, 2, 4, 6 or 8"),
+    "cpu-0.05": (["--cpu", "0.05", "--concurrency", "1"], "CPU (--cpu)"),
+    "cpu-below-1-with-concurrency": (["--cpu", "0.5"], "only with --concurrency 1"),
+    "memory-8Gi-on-1-cpu": (["--memory", "8Gi"], "needs at least 2 CPU"),
+    "memory-20Gi-on-4-cpu": (["--cpu", "4", "--memory", "20Gi"], "needs at least 6 CPU"),
+    "memory-33Gi": (["--cpu", "8", "--memory", "33Gi"], "128Mi to 32Gi"),
+    "memory-unit": (["--memory", "512MB"], "written with Mi or Gi"),
+    "memory-1Gi-below-half-cpu": (
+        ["--cpu", "0.25", "--memory", "1Gi", "--concurrency", "1"],
+        "below 1 CPU",
+    ),
+    "cpu-4-with-1Gi": (["--cpu", "4", "--memory", "1Gi"], "at least 2Gi"),
+    "canary-0": (["--canary", "0"], "CANARY (--canary)"),
+    "canary-100": (["--canary", "100"], "from 1 to 99"),
+    "keep-images-0": (["--keep-images", "0"], "KEEP_IMAGES (--keep-images)"),
+    "smoke-url": (["--smoke-url", "ftp://x"], "SMOKE_URL (--smoke-url)"),
+}
+
+
+@pytest.mark.parametrize(("args", "says"), OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+def test_rejects_sizing_cloud_run_refuses_before_running_anything(
+    baked: Bake, sandbox: Sandboxes, args: list[str], says: str
+) -> None:
+    """The gcloud parser takes --concurrency=1001 or --timeout=3601 and the server refuses them
+    after the image is built; deploy.sh refuses them first, naming the rule."""
+    run = sandbox().run(baked(), *args, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert says in run.stderr
+    assert "nothing was run" in run.stderr
+    assert run.calls == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--concurrency", "1000", "--timeout", "3600", "--cpu", "2", "--memory", "8Gi"],
+        ["--concurrency", "1", "--cpu", "0.5", "--memory", "1Gi", "--timeout", "1"],
+        ["--cpu", "8", "--memory", "32Gi"],
+        ["--cpu", "1", "--memory", "4Gi", "--concurrency", "80"],
+    ],
+    ids=["limits", "fractional-cpu", "largest", "one-cpu-4gi"],
+)
+def test_accepts_sizing_at_cloud_runs_limits(
+    baked: Bake, sandbox: Sandboxes, args: list[str]
+) -> None:
+    """Values at the edges of what Cloud Run accepts reach `gcloud run deploy` unchanged, and the
+    timeout also reaches the service as REQUEST_TIMEOUT_SECONDS."""
+    run = sandbox().run(baked(), *args, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 0, run.stderr
+    deploy = run.call("gcloud", "run", "deploy")["argv"]
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    for name, value in given.items():
+        assert flag_value(deploy, name.removeprefix("--")) == value
+    timeout = given.get("--timeout", "300")
+    assert f"REQUEST_TIMEOUT_SECONDS={timeout}" in flag_value(deploy, "set-env-vars").split(",")
+
+
+def test_timeout_cannot_be_set_apart_from_the_service(baked: Bake, sandbox: Sandboxes) -> None:
+    """REQUEST_TIMEOUT_SECONDS comes from --timeout only, so the two never disagree."""
+    run = sandbox().run(baked(), "--env", "REQUEST_TIMEOUT_SECONDS=10", OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert "set by deploy.sh itself from --timeout" in run.stderr
+    assert run.calls == []
+
+
+def test_new_region_is_accepted_with_a_warning(baked: Bake, sandbox: Sandboxes) -> None:
+    """A well-formed region id newer than the snapshot is used as given, with a warning."""
+    run = sandbox().run(baked(), "--region", "northamerica-south1", OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 0, run.stderr
+    assert "northamerica-south1 is not in deploy.sh's list" in run.stderr
+    assert flag_value(run.call("gcloud", "run", "deploy")["argv"], "region") == (
+        "northamerica-south1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("region", "says"),
+    [
+        (
+            "northamerica-south1-a",
+            "is a zone; Cloud Run needs a region such as northamerica-south1",
+        ),
+        ("eu", "is a multi-region"),
+        ("nam4", "is a multi-region"),
+        ("europe_west1", "is not a Cloud Run region"),
+    ],
+)
+def test_zones_and_multi_regions_are_still_refused(
+    baked: Bake, sandbox: Sandboxes, region: str, says: str
+) -> None:
+    run = sandbox().run(baked(), "--region", region, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert says in run.stderr
+    assert run.calls == []
+
+
+@pytest.mark.parametrize("subcommand", [[], ["promote"], ["status"], ["destroy", "--yes"]])
+def test_placeholder_project_is_refused_with_the_flag_to_pass(
+    bake_once: Bake, sandbox: Sandboxes, subcommand: list[str]
+) -> None:
+    """Accepting the defaults leaves gcp_project_id=my-gcp-project, which is nobody's project:
+    every subcommand refuses it before any call and names --project; a dry run only warns."""
+    project = bake_once()
+    run = sandbox().run(project, *subcommand, OPENAI_API_KEY=TEST_KEY)
+    assert run.returncode == 1
+    assert "my-gcp-project is the template's placeholder project id" in run.stderr
+    assert "--project YOUR_PROJECT_ID" in run.stderr
+    assert run.calls == []
+    dry = sandbox().run(project, *subcommand, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "A real run stops here" in dry.stderr
+    passed = sandbox().run(project, "--project", "acme-prod-42", OPENAI_API_KEY=TEST_KEY)
+    assert passed.returncode == 0, passed.stderr
+
+
+# --- Preflight: what can stop a deploy is found before anything changes -------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "secret openai-api-key does not exist and $OPENAI_API_KEY is not set"),
+        ({"OPENAI_API_KEY": "sk-short"}, "$OPENAI_API_KEY is not an API key"),
+        ({"OPENAI_API_KEY": "sk-has a space-0123456789"}, "$OPENAI_API_KEY is not an API key"),
+        ({"OPENAI_API_KEY": TEST_KEY, "STANDIN_NO_ACCOUNT": "1"}, "Run: gcloud auth login"),
+        ({"OPENAI_API_KEY": TEST_KEY, "STANDIN_DENY": "1"}, "PERMISSION_DENIED"),
+    ],
+    ids=["no-key", "short-key", "key-with-space", "no-account", "describe-denied"],
+)
+def test_fresh_project_stops_before_any_build_or_change(
+    baked: Bake, sandbox: Sandboxes, env: dict[str, str], says: str
+) -> None:
+    """A fresh project without a usable key (or account, or access) stops in preflight: no API
+    enabled, no repository, no build or push, no account, nothing to clean up; the key's value
+    is never echoed."""
+    box = sandbox()
+    # STANDIN_DENY needs a describe to refuse: make the APIs look enabled already.
+    apis = "run.googleapis.com artifactregistry.googleapis.com secretmanager.googleapis.com"
+    if "STANDIN_DENY" in env:
+        (box.state / "state.json").write_text(json.dumps({"apis": apis.split()}))
+    run = box.run(baked(), **env)
+    assert run.returncode == 1
+    assert says in run.stderr
+    assert run.changes() == []
+    assert run.argvs("docker") == []
+    for value in env.values():
+        if value.startswith("sk-"):
+            assert value not in run.stdout + run.stderr
+
+
+def test_client_keys_are_checked_before_any_change(baked: Bake, sandbox: Sandboxes) -> None:
+    """api-key mode: client keys that are too short to be keys stop the deploy in preflight."""
+    run = sandbox().run(
+        baked(client_auth="api-key"), OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS="abc\n"
+    )
+    assert run.returncode == 1
+    assert "$CLIENT_API_KEYS must hold one key per line" in run.stderr
+    assert run.changes() == []
+    assert "abc" not in run.stdout
