@@ -47,16 +47,20 @@ def combination(request: pytest.FixtureRequest, bake_once: Bake) -> Path:
 
 
 def test_rendered_scripts_pass_shellcheck_and_bash_n(combination: Path) -> None:
-    """deploy.sh and the scripts it sources (scripts/common.sh, scripts/validate.sh) are
-    shellcheck clean and parse, whatever the answers."""
+    """deploy.sh and every script it sources (scripts/*.sh, each subcommand in scripts/deploy/)
+    are shellcheck clean, on their own and followed from deploy.sh, and parse, whatever the
+    answers."""
     require(SHELLCHECK.exists(), f"shellcheck is not installed at {SHELLCHECK}; run make install")
     assert len(COMBINATIONS["49-character-name"]["service_name"]) == 49
+    scripts = sorted(str(p.relative_to(combination)) for p in combination.rglob("scripts/**/*.sh"))
+    assert {"scripts/deploy/rollout.sh", "scripts/deploy/destroy.sh"} <= set(scripts)
     result = subprocess.run(
-        [str(SHELLCHECK), "-x", "deploy.sh", "scripts/common.sh", "scripts/validate.sh"],
+        [str(SHELLCHECK), "-x", "deploy.sh", *scripts],
         cwd=combination, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout
-    subprocess.run(["bash", "-n", "deploy.sh"], cwd=combination, check=True)
+    for script in ["deploy.sh", *scripts]:
+        subprocess.run(["bash", "-n", script], cwd=combination, check=True)
     assert os.access(combination / "deploy.sh", os.X_OK)
 
 
@@ -67,7 +71,7 @@ TEMPLATE_RESIDUE = re.compile(r"\{%|%\}|(?<!\$)\{#|#\}|\bend ?raw\b")
 def test_rendered_scripts_leave_no_template_residue(combination: Path) -> None:
     """The Jinja raw markers around the bash leave no trace: no stray `#` line, no trailing
     whitespace, no marker text, in deploy.sh and in every script under scripts/."""
-    scripts = [combination / "deploy.sh", *sorted((combination / "scripts").glob("*.sh"))]
+    scripts = [combination / "deploy.sh", *sorted((combination / "scripts").rglob("*.sh"))]
     if COMBINATIONS_BY_PATH.get(combination) == "iam-github-actions":
         assert combination / "scripts" / "setup-github-wif.sh" in scripts
     residue = [
