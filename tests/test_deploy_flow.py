@@ -5,6 +5,7 @@ gets and in which order, builds, client_auth modes, secrets on stdin, preflight 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,33 @@ def test_binding_waits_for_a_new_service_account(baked: Bake, sandbox: Sandboxes
     bindings = [c for c in run.argvs() if c[:2] == ["secrets", "add-iam-policy-binding"]]
     assert len(bindings) == 2
     assert "not visible to IAM yet; retrying in 5 s" in run.stdout
+
+
+def printed_commands(stdout: str) -> list[list[str]]:
+    """The "+ tool ..." lines a run printed, as argv (tool first)."""
+    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
+
+
+def heads(commands: list[list[str]]) -> list[tuple[str, ...]]:
+    """Each command's tool and leading words, without flags or values that differ per run."""
+    return [tuple(w for w in argv if not w.startswith("-"))[:4] for argv in commands]
+
+
+@pytest.mark.parametrize("client_auth", ["api-key", "iam"])
+def test_every_command_is_printed_and_the_dry_run_shows_the_same_order(
+    baked: Bake, sandbox: Sandboxes, client_auth: str
+) -> None:
+    """A real run prints each command before it runs it (exactly the calls the stand-ins saw,
+    but docker's buildx probe), and a dry run of a fresh project prints the same commands in the
+    same order (plus the describes a fresh project has no API for yet)."""
+    project = baked(client_auth=client_auth)
+    dry = sandbox().run(project, "--dry-run", OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS)
+    real = sandbox().run(project, OPENAI_API_KEY=TEST_KEY, CLIENT_API_KEYS=CLIENT_KEYS)
+    assert dry.returncode == 0, dry.stderr
+    assert real.returncode == 0, real.stderr
+    ran = [[c["tool"], *c["argv"]] for c in real.calls if c["argv"][:2] != ["buildx", "version"]]
+    printed = printed_commands(real.stdout)
+    assert [argv[0] for argv in printed] == [argv[0] for argv in ran]
+    assert heads(printed) == heads(ran)
+    shown = iter(heads(printed_commands(dry.stdout)))
+    assert all(head in shown for head in heads(ran)), "the dry run's order differs"

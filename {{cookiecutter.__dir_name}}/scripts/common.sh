@@ -27,6 +27,9 @@ CI_PROVIDER='{{ cookiecutter.ci_provider }}'
 # shellcheck source=scripts/validate.sh
 source scripts/validate.sh
 
+# fd 3 is the script's own stdout: commands are shown there even while their answer is captured.
+exec 3>&1
+
 # How big each instance is and how many requests it serves at once: the one place to change them
 # for every deploy (--cpu, --memory, --concurrency change one deploy). An LLM proxy waits on
 # OpenAI most of the time but spends CPU on every streamed event, so the concurrency is what one
@@ -97,15 +100,14 @@ die() {
   exit 1
 }
 
-# Run a command, or in dry-run mode print it shell-quoted instead.
+# run COMMAND...: print the command shell-quoted ("+ gcloud ..."), then run it; in dry-run mode
+# only print it. Every command that changes something goes through here, so the output of a
+# real run and of a dry run list the same commands in the same order.
 run() {
-  if [[ $DRY_RUN == yes ]]; then
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-  else
-    "$@"
-  fi
+  printf '+'
+  printf ' %q' "$@"
+  printf '\n'
+  [[ $DRY_RUN == yes ]] || "$@"
 }
 
 # step TITLE...: print "[N/STEPS] TITLE"; each script sets STEPS, its number of steps.
@@ -127,10 +129,8 @@ require_gcloud() {
 ACCOUNT=
 active_account() {
   local lookup=(gcloud auth list --filter=status:ACTIVE --format='value(account)')
-  if [[ $DRY_RUN == yes ]]; then
-    run "${lookup[@]}"
-    return
-  fi
+  DRY_RUN=yes run "${lookup[@]}"
+  [[ $DRY_RUN == no ]] || return 0
   ACCOUNT=$("${lookup[@]}" 2>/dev/null || true)
   [[ -n $ACCOUNT ]] || die "no active gcloud account. Run: gcloud auth login"
 }
@@ -147,6 +147,18 @@ set_target_option() {
     --service-account) SERVICE_ACCOUNT_ID=$2 ;;
     *) return 1 ;;
   esac
+}
+
+# target_options_help: the --help lines of the options every subcommand takes.
+target_options_help() {
+  cat <<EOF
+Options (each also read from the environment variable in brackets; a flag wins):
+  --project ID   Google Cloud project  [PROJECT_ID, default: $DEFAULT_PROJECT_ID]
+  --region REGION                      [REGION, default: $DEFAULT_REGION]
+  --service NAME                       [SERVICE_NAME, default: $DEFAULT_SERVICE_NAME]
+  --dry-run      print every command, shell-quoted, and run none
+  -h, --help     show this help
+EOF
 }
 
 # resolve_target: check the project, region and service (stop when one is invalid) and set the
@@ -178,14 +190,26 @@ refuse_placeholder_project() {
   fi
 }
 
+# start_subcommand STEPS ARGS...: what promote, rollback and status begin with: read the command
+# line (with the subcommand's usage, set_option and set_argument), check the target, refuse the
+# placeholder project, then step 1 of STEPS: the preflight.
+start_subcommand() {
+  # shellcheck disable=SC2034  # read by step
+  STEPS=$1
+  shift
+  parse_options "$@"
+  resolve_target
+  refuse_placeholder_project
+  step "Preflight: gcloud, account, project"
+  preflight_access
+}
+
 # preflight_access: gcloud is installed, someone is logged in and that account sees the project.
 preflight_access() {
   require_gcloud
   active_account
-  if [[ $DRY_RUN == yes ]]; then
-    run gcloud projects describe "$PROJECT_ID" --format='value(projectId)'
-    return
-  fi
+  DRY_RUN=yes run gcloud projects describe "$PROJECT_ID" --format='value(projectId)'
+  [[ $DRY_RUN == no ]] || return 0
   echo "Account: $ACCOUNT"
   gcloud projects describe "$PROJECT_ID" --format='value(projectId)' >/dev/null ||
     die "project $PROJECT_ID is not visible to $ACCOUNT. Check the id (PROJECT_ID or --project), or run: gcloud auth login"
@@ -198,10 +222,8 @@ preflight_access() {
 # shown as missing, so the output lists every command a fresh project needs.
 exists() {
   local errors
-  if [[ $DRY_RUN == yes ]]; then
-    run "$@"
-    return 1
-  fi
+  DRY_RUN=yes run "$@" >&3
+  [[ $DRY_RUN == no ]] || return 1
   errors=$("$@" 2>&1 >/dev/null) && return 0
   [[ $errors == *NOT_FOUND* || $errors == *"Cannot find service"* ]] && return 1
   die "$(printf '%q ' "$@")failed:" "$errors"
@@ -212,19 +234,17 @@ exists() {
 run_with_stdin() {
   local value=$1
   shift
-  if [[ $DRY_RUN == yes ]]; then
-    run "$@"
-    printf '  (stdin: the secret value from the environment, not shown)\n'
-  else
-    printf '%s' "$value" | "$@"
-  fi
+  DRY_RUN=yes run "$@"
+  printf '  (stdin: the secret value from the environment, not shown)\n'
+  [[ $DRY_RUN == yes ]] || printf '%s' "$value" | "$@"
 }
 
 # IAM is eventually consistent: a service account created seconds ago can still be refused as
 # INVALID_ARGUMENT ("does not exist") in a policy binding. Retry that error only, with back-off.
 retry_while_new_account() {
   local attempt errors
-  [[ $DRY_RUN == no ]] || { run "$@"; return; }
+  DRY_RUN=yes run "$@"
+  [[ $DRY_RUN == no ]] || return 0
   for attempt in 1 2 3 4; do
     errors=$("$@" 2>&1 >/dev/null) && return 0
     if [[ $errors != *INVALID_ARGUMENT* ]] || ((attempt == 4)); then
@@ -246,16 +266,13 @@ has_binding() {
   [[ -n $found ]]
 }
 
-# query COMMAND...: print what a read-only gcloud command answers; in dry-run mode show the
-# command (on the script's own stdout, fd 3, even when the answer is captured) and answer
-# nothing. An error stops the script.
-exec 3>&1
+# query COMMAND...: show a read-only gcloud command (on the script's own stdout, fd 3, even when
+# the answer is captured), then print what it answers; in dry-run mode answer nothing. An error
+# stops the script.
 query() {
   local output
-  if [[ $DRY_RUN == yes ]]; then
-    run "$@" >&3
-    return 0
-  fi
+  DRY_RUN=yes run "$@" >&3
+  [[ $DRY_RUN == no ]] || return 0
   output=$("$@") || die "$(printf '%q ' "$@")failed (its error is above)."
   printf '%s\n' "$output"
 }
@@ -270,19 +287,14 @@ traffic_lines() {
     tr '\t' '|'
 }
 
-# tagged_revision TAG / tagged_url TAG: the revision that carries TAG and its URL, from
-# traffic_lines on stdin; false when no revision carries it.
-tagged_revision() {
+# tagged TAG [url]: the revision that carries TAG (or, with "url", its URL), from traffic_lines
+# on stdin; false when no revision carries it.
+tagged() {
   local revision percent tag url
   while IFS='|' read -r revision percent tag url; do
-    [[ $tag == "$1" ]] && { echo "$revision"; return 0; }
-  done
-  return 1
-}
-tagged_url() {
-  local revision percent tag url
-  while IFS='|' read -r revision percent tag url; do
-    [[ $tag == "$1" ]] && { echo "$url"; return 0; }
+    [[ $tag == "$1" ]] || continue
+    if [[ ${2:-} == url ]]; then echo "$url"; else echo "$revision"; fi
+    return 0
   done
   return 1
 }

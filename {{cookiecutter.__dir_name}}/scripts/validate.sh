@@ -5,7 +5,8 @@
 # Each validate_* function takes VALUE [LABEL], returns 0 when VALUE is valid, else prints one
 # line naming the rule and a valid example to stderr and returns 1.
 
-# Cloud Run regions (docs snapshot). A new region needs one line here and in the template's hook.
+# Cloud Run regions: a snapshot of https://cloud.google.com/run/docs/locations, checked 2026-12-01.
+# A region needs one line here and one in the template's pre-gen hook (a template test compares them).
 CLOUD_RUN_REGIONS="
   africa-south1 asia-east1 asia-east2 asia-northeast1 asia-northeast2 asia-northeast3
   asia-south1 asia-south2 asia-southeast1 asia-southeast2 australia-southeast1

@@ -10,24 +10,12 @@ Usage: ./deploy.sh promote [options]
 Sends all traffic of the service to its latest revision (the canary of ./deploy.sh --canary),
 and tags the revision that served before as "$PREVIOUS_TAG" for ./deploy.sh rollback.
 
-Options (each also read from the environment variable in brackets; a flag wins):
-  --project ID   Google Cloud project  [PROJECT_ID, default: $DEFAULT_PROJECT_ID]
-  --region REGION                      [REGION, default: $DEFAULT_REGION]
-  --service NAME                       [SERVICE_NAME, default: $DEFAULT_SERVICE_NAME]
-  --dry-run      print every command, shell-quoted, and run none
-  -h, --help     show this help
 EOF
+  target_options_help
 }
 
 set_option() { set_target_option "$@"; }
-parse_options "$@"
-resolve_target
-refuse_placeholder_project
-
-# shellcheck disable=SC2034  # read by scripts/common.sh (step, parse_options, resolve_target)
-STEPS=2
-step "Preflight: gcloud, account, project"
-preflight_access
+start_subcommand 2 "$@"
 
 step "Promote the latest revision of $SERVICE_NAME"
 traffic=$(traffic_lines)

@@ -11,39 +11,25 @@ Sends all traffic of the service to REVISION (default: the revision tagged "$PRE
 served before the last promote). Traffic then stays on it until the next deploy or promote.
 List the revisions with ./deploy.sh status.
 
-Options (each also read from the environment variable in brackets; a flag wins):
-  --project ID   Google Cloud project  [PROJECT_ID, default: $DEFAULT_PROJECT_ID]
-  --region REGION                      [REGION, default: $DEFAULT_REGION]
-  --service NAME                       [SERVICE_NAME, default: $DEFAULT_SERVICE_NAME]
-  --dry-run      print every command, shell-quoted, and run none
-  -h, --help     show this help
 EOF
+  target_options_help
 }
 
 REVISION=
 set_option() { set_target_option "$@"; }
 set_argument() {
   [[ -z $REVISION ]] || return 1
+  # Cloud Run revision names are DNS labels, e.g. my-service-00012-abc.
+  [[ $1 =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]] ||
+    die "$(printf '%q' "$1") is not a revision name (e.g. my-service-00012-abc); see ./deploy.sh status."
   REVISION=$1
 }
-parse_options "$@"
-resolve_target
-if [[ -n $REVISION ]]; then
-  # Cloud Run revision names are DNS labels, e.g. my-service-00012-abc.
-  [[ $REVISION =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]] ||
-    die "$(printf '%q' "$REVISION") is not a revision name (e.g. $SERVICE_NAME-00012-abc); see ./deploy.sh status."
-fi
-refuse_placeholder_project
-
-# shellcheck disable=SC2034  # read by scripts/common.sh (step, parse_options, resolve_target)
-STEPS=2
-step "Preflight: gcloud, account, project"
-preflight_access
+start_subcommand 2 "$@"
 
 step "Roll $SERVICE_NAME back"
 traffic=$(traffic_lines)
 if [[ -z $REVISION ]]; then
-  if ! REVISION=$(tagged_revision "$PREVIOUS_TAG" <<<"$traffic") && [[ $DRY_RUN == no ]]; then
+  if ! REVISION=$(tagged "$PREVIOUS_TAG" <<<"$traffic") && [[ $DRY_RUN == no ]]; then
     die "no revision of $SERVICE_NAME is tagged $PREVIOUS_TAG (it is set when traffic moves to a new revision)." \
       "Name the revision to go back to: ./deploy.sh rollback REVISION (./deploy.sh status lists them)."
   fi

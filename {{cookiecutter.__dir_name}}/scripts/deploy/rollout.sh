@@ -419,8 +419,8 @@ step "Build $IMAGE (linux/amd64, $BUILD)"
 if [[ $BUILD == cloud ]]; then
   lookup=(gcloud builds get-default-service-account "${PROJECT[@]}"
     --format='value(serviceAccountEmail)')
+  DRY_RUN=yes run "${lookup[@]}"
   if [[ $DRY_RUN == yes ]]; then
-    run "${lookup[@]}"
     build_account=BUILD_ACCOUNT
   else
     # projects/PROJECT/serviceAccounts/EMAIL; empty when the lookup is not allowed.
@@ -510,10 +510,10 @@ if [[ $SERVICE_EXISTS == yes ]]; then
   # gcloud waits until the revision is ready (its startup probe passed) or failed.
   run "${deploy[@]}" --no-traffic --tag="$CANDIDATE_TAG"
   traffic=$(traffic_lines)
-  candidate=$(tagged_revision "$CANDIDATE_TAG" <<<"$traffic") || candidate=
+  candidate=$(tagged "$CANDIDATE_TAG" <<<"$traffic") || candidate=
   [[ -n $candidate || $DRY_RUN == yes ]] ||
     die "the new revision carries no tag $CANDIDATE_TAG; traffic is unchanged." "Check: ./deploy.sh status"
-  candidate_url=$(tagged_url "$CANDIDATE_TAG" <<<"$traffic") || candidate_url=
+  candidate_url=$(tagged "$CANDIDATE_TAG" url <<<"$traffic") || candidate_url=
 else
   step "Deploy the first revision of $SERVICE_NAME"
   run "${deploy[@]}"
@@ -522,6 +522,9 @@ else
   candidate=$(query gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" \
     --format='value(status.latestReadyRevisionName)')
 fi
+[[ -n $candidate_url || -n $SMOKE_URL || $DRY_RUN == yes ]] ||
+  die "Cloud Run reported no URL for the new revision $candidate, so it cannot be smoke-tested; no traffic was moved." \
+    "Smoke-test it at a URL you give: ./deploy.sh --smoke-url URL"
 # A dry run learns no names: placeholders stand in for them.
 candidate=${candidate:-NEW_REVISION}
 if [[ $SERVICE_EXISTS == yes ]]; then
@@ -552,8 +555,8 @@ else
   promote_latest "$traffic" "$candidate"
 fi
 show_traffic
-[[ $DRY_RUN == yes ]] && exit 0
 url=$(query gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" --format='value(status.url)')
+[[ $DRY_RUN == yes ]] && exit 0
 echo
 echo "Deployed: $url"
 case $CLIENT_AUTH in

@@ -13,12 +13,9 @@ http_status() {
     --max-time 20 --request "$method")
   [[ $method == GET ]] || curl+=(--header 'Content-Type: application/json' --data '{}')
   [[ -z $header ]] || curl+=(--header @-)
-  if [[ $DRY_RUN == yes ]]; then
-    run "${curl[@]}" "$url" >&3
-    [[ -z $header ]] || echo '  (stdin: the Authorization header, not shown)' >&3
-    return
-  fi
-  printf '%s\n' "$header" | "${curl[@]}" "$url" || true
+  DRY_RUN=yes run "${curl[@]}" "$url" >&3
+  [[ -z $header ]] || echo '  (stdin: the Authorization header, not shown)' >&3
+  [[ $DRY_RUN == yes ]] || printf '%s\n' "$header" | "${curl[@]}" "$url" || true
 }
 
 # expect_status WANT DESCRIPTION METHOD URL [HEADER]: one check of the smoke test; WANT is an
@@ -48,8 +45,8 @@ smoke_credentials() {
         token_command+=(--impersonate-service-account="$SMOKE_IMPERSONATE_SERVICE_ACCOUNT"
           --audiences="$1")
       fi
+      DRY_RUN=yes run "${token_command[@]}" >&3
       if [[ $DRY_RUN == yes ]]; then
-        run "${token_command[@]}" >&3
         echo "Authorization: Bearer IDENTITY_TOKEN"
         return
       fi

@@ -9,24 +9,12 @@ Usage: ./deploy.sh status [options]
 Shows the service's URL, its traffic by revision and tag, the image and min/max instances of
 the latest revision, and its recent revisions. Changes nothing.
 
-Options (each also read from the environment variable in brackets; a flag wins):
-  --project ID   Google Cloud project  [PROJECT_ID, default: $DEFAULT_PROJECT_ID]
-  --region REGION                      [REGION, default: $DEFAULT_REGION]
-  --service NAME                       [SERVICE_NAME, default: $DEFAULT_SERVICE_NAME]
-  --dry-run      print every command, shell-quoted, and run none
-  -h, --help     show this help
 EOF
+  target_options_help
 }
 
 set_option() { set_target_option "$@"; }
-parse_options "$@"
-resolve_target
-refuse_placeholder_project
-
-# shellcheck disable=SC2034  # read by scripts/common.sh (step, parse_options, resolve_target)
-STEPS=2
-step "Preflight: gcloud, account, project"
-preflight_access
+start_subcommand 2 "$@"
 
 step "Status of $SERVICE_NAME in $REGION"
 url=$(query gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" --format='value(status.url)')
