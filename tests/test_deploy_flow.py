@@ -368,3 +368,14 @@ def test_every_command_is_printed_and_the_dry_run_shows_the_same_order(
     assert heads(printed) == heads(ran)
     shown = iter(heads(printed_commands(dry.stdout)))
     assert all(head in shown for head in heads(ran)), "the dry run's order differs"
+
+
+def test_a_deployer_that_cannot_list_apis_assumes_they_are_on(
+    baked: Bake, sandbox: Sandboxes
+) -> None:
+    """Least privilege: without serviceusage.services.list the deploy warns, enables nothing
+    (which would need an admin role) and goes on."""
+    run = sandbox().run(baked(), OPENAI_API_KEY=TEST_KEY, STANDIN_NO_SERVICE_LIST="1")
+    assert run.returncode == 0, run.stderr
+    assert "could not list the enabled APIs" in run.stderr
+    assert not run.has("gcloud", "services", "enable")
