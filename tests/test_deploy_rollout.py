@@ -215,3 +215,20 @@ def test_rollback_without_a_previous_revision_says_what_to_pass(
     assert bad.returncode == 1
     assert "is not a revision name" in bad.stderr
     assert bad.calls == []
+
+
+def test_revision_that_never_becomes_ready_leaves_traffic_and_points_at_the_logs(
+    baked: Bake, sandbox: Sandboxes
+) -> None:
+    """gcloud run deploy fails (startup probe never passed): no smoke test, no traffic change,
+    and the message names the logs command."""
+    box = sandbox()
+    project = baked()
+    deployed(box, project)
+    run = box.run(project, STANDIN_REVISION_FAILS="1")
+    assert run.returncode == 1
+    assert "traffic is unchanged" in run.stderr
+    assert "./deploy.sh logs" in run.stderr
+    assert run.argvs("curl") == []
+    assert not run.has("gcloud", "run", "services", "update-traffic")
+    assert box.serving() == {FIRST: 100}

@@ -414,7 +414,9 @@ deploy=(gcloud run deploy "$SERVICE_NAME" --image="$IMAGE" "${REGION_FLAGS[@]}"
 if [[ $SERVICE_EXISTS == yes ]]; then
   step "Deploy the new revision of $SERVICE_NAME with no traffic, tagged $CANDIDATE_TAG"
   # gcloud waits until the revision is ready (its startup probe passed) or failed.
-  run "${deploy[@]}" --no-traffic --tag="$CANDIDATE_TAG"
+  run "${deploy[@]}" --no-traffic --tag="$CANDIDATE_TAG" ||
+    die "the new revision did not deploy or did not become ready (gcloud's error is above); traffic is unchanged." \
+      "Its logs: ./deploy.sh logs (or gcloud run services logs read $SERVICE_NAME --region=$REGION --project=$PROJECT_ID)"
   traffic=$(traffic_lines)
   candidate=$(tagged "$CANDIDATE_TAG" <<<"$traffic") || candidate=
   [[ -n $candidate || $DRY_RUN == yes ]] ||
@@ -422,7 +424,9 @@ if [[ $SERVICE_EXISTS == yes ]]; then
   candidate_url=$(tagged "$CANDIDATE_TAG" url <<<"$traffic") || candidate_url=
 else
   step "Deploy the first revision of $SERVICE_NAME"
-  run "${deploy[@]}"
+  run "${deploy[@]}" ||
+    die "the first revision did not deploy or did not become ready (gcloud's error is above)." \
+      "Its logs: ./deploy.sh logs (or gcloud run services logs read $SERVICE_NAME --region=$REGION --project=$PROJECT_ID)"
   traffic=
   candidate_url=$(query gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" --format='value(status.url)')
   candidate=$(query gcloud run services describe "$SERVICE_NAME" "${REGION_FLAGS[@]}" \
