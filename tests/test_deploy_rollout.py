@@ -232,3 +232,22 @@ def test_revision_that_never_becomes_ready_leaves_traffic_and_points_at_the_logs
     assert run.argvs("curl") == []
     assert not run.has("gcloud", "run", "services", "update-traffic")
     assert box.serving() == {FIRST: 100}
+
+
+def test_iam_smoke_test_as_a_service_account_names_the_audience(
+    baked: Bake, sandbox: Sandboxes
+) -> None:
+    """CI logged in as a service account (no impersonation): the token is asked for the
+    revision's URL as audience, which Cloud Run requires of a service account's token."""
+    box = sandbox(smoke="private")
+    project = baked(client_auth="iam")
+    deployed(box, project)
+    run = box.run(project, STANDIN_ACCOUNT="deployer@acme-prod-42.iam.gserviceaccount.com")
+    assert run.returncode == 0, run.stderr
+    token = run.call("gcloud", "auth", "print-identity-token")["argv"]
+    tag = flag_value(run.call("gcloud", "run", "deploy")["argv"], "tag")
+    assert token == [
+        "auth",
+        "print-identity-token",
+        f"--audiences=https://{tag}---my-service-abc123xyz-uc.a.run.app",
+    ]

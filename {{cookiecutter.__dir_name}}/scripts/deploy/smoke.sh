@@ -39,11 +39,15 @@ smoke_credentials() {
   local token key token_command=(gcloud auth print-identity-token)
   case $CLIENT_AUTH in
     iam)
-      # A service account (CI through Workload Identity Federation) mints its token by
-      # impersonation, for the revision's URL as audience; a user account needs neither flag.
+      # Cloud Run takes a token whose audience is the revision's URL. A user account's token
+      # is accepted as it is (and gcloud refuses --audiences for it); a service account (CI
+      # through Workload Identity Federation) names the audience, and may mint the token by
+      # impersonating another account.
       if [[ -n $SMOKE_IMPERSONATE_SERVICE_ACCOUNT ]]; then
         token_command+=(--impersonate-service-account="$SMOKE_IMPERSONATE_SERVICE_ACCOUNT"
           --audiences="$1")
+      elif [[ $ACCOUNT == *.gserviceaccount.com ]]; then
+        token_command+=(--audiences="$1")
       fi
       DRY_RUN=yes run "${token_command[@]}" >&3
       if [[ $DRY_RUN == yes ]]; then
