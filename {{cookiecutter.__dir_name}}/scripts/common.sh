@@ -326,7 +326,7 @@ promote_latest() {
   while IFS='|' read -r revision percent tag url; do
     [[ $tag == candidate-* ]] && stale+=("$tag")
   done <<<"$traffic"
-  ((${#stale[@]} == 0)) || args+=(--remove-tags="$(IFS=,; echo "${stale[*]}")")
+  [[ -z ${stale[*]-} ]] || args+=(--remove-tags="$(IFS=,; echo "${stale[*]}")")
   run gcloud run services update-traffic "$SERVICE_NAME" "${REGION_FLAGS[@]}" "${args[@]}" --quiet
   echo "All traffic goes to $latest."
   [[ -z $previous ]] ||

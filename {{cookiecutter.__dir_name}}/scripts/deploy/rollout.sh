@@ -294,7 +294,7 @@ echo "Preflight passed."
 
 # --- From here on, things change. Each step looks before it creates. ---
 step "Enable the APIs"
-if ((${#missing_apis[@]} == 0)); then
+if [[ -z ${missing_apis[*]-} ]]; then
   echo "APIs already enabled: ${REQUIRED_APIS[*]}"
 else
   run gcloud services enable "${missing_apis[@]}" "${PROJECT[@]}"
@@ -364,7 +364,7 @@ for entry in ${secrets_to_create[@]+"${secrets_to_create[@]}"}; do
   run_with_stdin "${!env_var:-}" gcloud secrets create "$name" "${PROJECT[@]}" \
     --replication-policy=automatic --data-file=-
 done
-((${#secrets_to_create[@]} > 0)) || echo "All secrets exist."
+[[ -n ${secrets_to_create[*]-} ]] || echo "All secrets exist."
 
 step "Grant $SECRET_ACCESSOR on ${secrets[*]} to the runtime account"
 # On each secret only, not project-wide: the service can read its own secrets and nothing else.
