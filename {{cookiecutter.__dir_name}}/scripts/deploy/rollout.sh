@@ -229,7 +229,6 @@ for api in "${REQUIRED_APIS[@]}"; do
 done
 api_enabled() { [[ " ${missing_apis[*]} " != *" $1 "* ]]; }
 
-
 # look_up DESCRIBE_COMMAND...: like exists, for a resource of an API that may still be off: when
 # that API ($LOOKUP_API) is not enabled, nothing of it can exist yet and nothing is asked (a dry
 # run, which assumes a fresh project, still prints the describe).
