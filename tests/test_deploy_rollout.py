@@ -251,3 +251,22 @@ def test_iam_smoke_test_as_a_service_account_names_the_audience(
         "print-identity-token",
         f"--audiences=https://{tag}---my-service-abc123xyz-uc.a.run.app",
     ]
+
+
+def test_smoke_test_calls_the_tag_url_unless_given_one(
+    baked: Bake, sandbox: Sandboxes, smoke_server: SmokeServer
+) -> None:
+    """Without a smoke URL the checks go to the candidate's own tagged run.app URL (unreachable
+    here, so the candidate is not promoted); --smoke-url wins over SMOKE_URL."""
+    box = sandbox()
+    project = baked()
+    deployed(box, project)
+    unreachable = box.run(project, SMOKE_URL="")
+    assert unreachable.returncode == 1
+    tag = flag_value(unreachable.call("gcloud", "run", "deploy")["argv"], "tag")
+    url = unreachable.argvs("curl")[0][-1]
+    assert url == f"https://{tag}---my-service-abc123xyz-uc.a.run.app/ready"
+    assert box.serving() == {FIRST: 100}
+    given = box.run(project, "--smoke-url", smoke_server.url(), SMOKE_URL="http://127.0.0.1:9/x")
+    assert given.returncode == 0, given.stderr
+    assert all(argv[-1].startswith(smoke_server.url()) for argv in given.argvs("curl"))
