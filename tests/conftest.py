@@ -13,8 +13,9 @@ import pytest
 
 from tests.venvs import service_venv_for
 
-# The leak scan over every captured log; the service and its fakes as processes.
-pytest_plugins = ["tests.leaks", "tests.processes"]
+# The leak scan over every captured log; the service and its fakes as processes; deploy.sh's
+# sandbox (stand-ins for gcloud, docker and curl) and the revision its smoke test calls.
+pytest_plugins = ["tests.leaks", "tests.processes", "tests.fixtures.deploy"]
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 

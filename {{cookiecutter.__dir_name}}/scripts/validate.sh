@@ -5,7 +5,8 @@
 # Each validate_* function takes VALUE [LABEL], returns 0 when VALUE is valid, else prints one
 # line naming the rule and a valid example to stderr and returns 1.
 
-# Cloud Run regions (docs snapshot). A new region needs one line here and in the template's hook.
+# Cloud Run regions: a snapshot of https://cloud.google.com/run/docs/locations, checked 2026-12-01.
+# A region needs one line here and one in the template's pre-gen hook (a template test compares them).
 CLOUD_RUN_REGIONS="
   africa-south1 asia-east1 asia-east2 asia-northeast1 asia-northeast2 asia-northeast3
   asia-south1 asia-south2 asia-southeast1 asia-southeast2 australia-southeast1
@@ -81,13 +82,18 @@ lowercase letters, digits and hyphens, starting with a letter and not ending wit
 63 characters (e.g. cloud-run)"
 }
 
+# A region id that is not in the snapshot above but has a region's shape (Google adds regions,
+# e.g. northamerica-south1) is accepted with a warning; zones and multi-regions are refused.
 validate_region() {
   local label=${2:-region}
   _in_list "$1" "$CLOUD_RUN_REGIONS" && return 0
-  if _matches "$1" '^[a-z]+-[a-z]+[0-9]+-[a-z]$' && _in_list "${1%-?}" "$CLOUD_RUN_REGIONS"; then
+  if _matches "$1" '^[a-z]+-[a-z]+[0-9]+-[a-z]$'; then
     _invalid "$label" "$1" "is a zone; Cloud Run needs a region such as ${1%-?}"
   elif _in_list "${1,,}" "$MULTI_REGIONS"; then
     _invalid "$label" "$1" "is a multi-region; Cloud Run needs a single region such as us-central1"
+  elif _matches "$1" '^[a-z]+-[a-z]+[0-9]+$'; then
+    printf 'warning: %s: %s is not in deploy.sh'"'"'s list of Cloud Run regions (a snapshot); using it as given. Check it at https://cloud.google.com/run/docs/locations\n' \
+      "$label" "$1" >&2
   else
     _invalid "$label" "$1" "is not a Cloud Run region (e.g. us-central1 or europe-west1)"
   fi
@@ -114,4 +120,96 @@ validate_instances() {
     ok=1
   fi
   return "$ok"
+}
+
+# _whole VALUE LOW HIGH: VALUE is a whole number from LOW to HIGH (no sign, no leading zeros).
+_whole() {
+  _matches "$1" '^(0|[1-9][0-9]{0,5})$' && ((10#$1 >= $2 && 10#$1 <= $3))
+}
+
+validate_concurrency() {
+  _whole "$1" 1 1000 && return 0
+  _invalid "${2:-concurrency}" "$1" "is not a concurrency Cloud Run accepts: a whole number from 1 to 1000 (e.g. 80)"
+}
+
+validate_timeout() {
+  _whole "$1" 1 3600 && return 0
+  _invalid "${2:-timeout}" "$1" "is not a request timeout Cloud Run accepts: whole seconds from 1 to 3600 (e.g. 300)"
+}
+
+validate_percent() {
+  _whole "$1" 1 99 && return 0
+  _invalid "${2:-percent}" "$1" "is not a canary share: a whole percentage from 1 to 99 (e.g. 10)"
+}
+
+validate_keep_images() {
+  _whole "$1" 1 1000 && return 0
+  _invalid "${2:-images to keep}" "$1" "is not a number of images to keep: a whole number from 1 to 1000 (e.g. 10)"
+}
+
+# _millicpu CPU: a CPU value in thousandths (1 -> 1000, 0.5 -> 500), or nothing when malformed.
+_millicpu() {
+  local fraction
+  if _matches "$1" '^[1-8]$'; then
+    echo "$(($1 * 1000))"
+  elif _matches "$1" '^0?\.[0-9]{1,3}$'; then
+    fraction=${1#*.}000
+    echo "$((10#${fraction:0:3}))"
+  elif _matches "$1" '^[1-9][0-9]{0,4}m$'; then
+    echo "$((10#${1%m}))"
+  fi
+}
+
+# _mebibytes MEMORY: a memory value (512Mi, 2Gi) in MiB, or nothing when malformed.
+_mebibytes() {
+  if _matches "$1" '^[1-9][0-9]{0,5}Mi$'; then
+    echo "$((10#${1%Mi}))"
+  elif _matches "$1" '^[1-9][0-9]{0,2}Gi$'; then
+    echo "$((10#${1%Gi} * 1024))"
+  fi
+}
+
+# validate_sizing CPU MEMORY CONCURRENCY [CPU_LABEL MEMORY_LABEL]: a CPU and memory pair that
+# Cloud Run accepts (run/docs/configuring/services/cpu and memory-limits): CPU 1, 2, 4, 6 or 8,
+# or 0.08-0.999 with concurrency 1; memory 128Mi-32Gi; more than 4, 8, 16 and 24 GiB need 2, 4, 6
+# and 8 CPUs; 4 CPUs need 2 GiB, 6 and 8 need 4 GiB; below 1 CPU at most 512 MiB (1 GiB from 0.5).
+validate_sizing() {
+  local cpu_label=${4:-cpu} memory_label=${5:-memory} milli mib need
+  milli=$(_millicpu "$1")
+  mib=$(_mebibytes "$2")
+  if [[ -z $milli ]] || ((milli < 80 || milli > 8000)) ||
+    ((milli >= 1000 && milli != 1000 && milli != 2000 && milli != 4000 && milli != 6000 && milli != 8000)); then
+    _invalid "$cpu_label" "$1" "is not a CPU limit Cloud Run accepts: 1, 2, 4, 6 or 8, or 0.08 to 0.999 (e.g. 1)"
+    return 1
+  fi
+  if [[ -z $mib ]] || ((mib < 128 || mib > 32768)); then
+    _invalid "$memory_label" "$2" "is not a memory limit Cloud Run accepts: 128Mi to 32Gi, written with Mi or Gi (e.g. 512Mi)"
+    return 1
+  fi
+  need=1000
+  ((mib > 4096)) && need=2000
+  ((mib > 8192)) && need=4000
+  ((mib > 16384)) && need=6000
+  ((mib > 24576)) && need=8000
+  if ((mib > 1024 && milli < need)); then
+    _invalid "$memory_label" "$2" "needs at least $((need / 1000)) CPU (--cpu $((need / 1000)))"
+    return 1
+  fi
+  if ((milli < 1000)); then
+    if ((mib > 1024 || (mib > 512 && milli < 500))); then
+      _invalid "$memory_label" "$2" "is more than Cloud Run allows below 1 CPU (512Mi; 1Gi from 0.5 CPU)"
+      return 1
+    fi
+    if [[ $3 != 1 ]]; then
+      _invalid "$cpu_label" "$1" "is below 1 CPU, which Cloud Run allows only with --concurrency 1 (not $3)"
+      return 1
+    fi
+  fi
+  ((milli == 4000 && mib < 2048)) && need=2048
+  ((milli >= 6000 && mib < 4096)) && need=4096
+  if ((milli >= 4000 && mib < need)); then
+    _invalid "$memory_label" "$2" "is too little for $1 CPUs: Cloud Run needs at least $((need / 1024))Gi"
+    return 1
+  fi
+  return 0
 }
