@@ -140,6 +140,8 @@ class StreamReader(asyncio.Protocol):
         if ERROR in seen and not self.stream.error:
             self.stream.error = "error event"
         self.ended = seen.endswith(TERMINATOR)
+        if self.ended and self.transport is not None:  # the body is complete: no need to wait
+            self.transport.close()  # for the server to close its side
         cut = max(len(seen) - CARRY + 1, 0)
         if count:  # a counted marker never counts twice: keep only what follows the last one
             cut = max(cut, seen.rfind(DATA) + len(DATA))

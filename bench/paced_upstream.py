@@ -183,6 +183,7 @@ class Connection(asyncio.Protocol):
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.close_after = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -194,40 +195,53 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while self.timer is None and (request := self._request()) is not None:
+        while self.timer is None and self.transport and (request := self._request()):
             self._answer(*request)
 
-    def _request(self) -> tuple[bytes, bytes, bytes] | None:
-        """(method, path, body) of the next complete request in the buffer, or None."""
+    def _request(self) -> tuple[bytes, bytes, bytes, bool] | None:
+        """(method, path, body, close after it) of the next complete request, or None."""
         end = self.buffer.find(HEAD_END)
         if end < 0:
             return None
         head = self.buffer[:end].split(b"\r\n")
         method, path, _ = head[0].split(b" ", 2)
-        length = 0
+        length, close = 0, False
         for line in head[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
         start = end + len(HEAD_END)
         if len(self.buffer) < start + length:
             return None
         body = self.buffer[start : start + length]
         self.buffer = self.buffer[start + length :]
-        return method, path.split(b"?")[0], body
+        return method, path.split(b"?")[0], body, close
 
-    def _answer(self, method: bytes, path: bytes, body: bytes) -> None:
+    def _answer(self, method: bytes, path: bytes, body: bytes, close: bool) -> None:
         assert self.transport is not None
-        if method == b"GET" and path == b"/v1/models":
-            self.transport.write(self.upstream.models)
-        elif method == b"POST" and path in self.upstream.streams:
+        self.close_after = close
+        if method == b"POST" and path in self.upstream.streams:
             if json.loads(body or b"{}").get("stream"):
                 self.transport.write(STREAM_HEAD)
                 self._send(self.upstream.streams[path], 0, self.upstream.pace.first_token)
-            else:
-                self.transport.write(self.upstream.replies[path])
+                return
+            self.transport.write(self.upstream.replies[path])
+        elif method == b"GET" and path == b"/v1/models":
+            self.transport.write(self.upstream.models)
         else:
             self.transport.write(response(404, b'{"error":{"message":"not found"}}'))
+        self._done()
+
+    def _done(self) -> None:
+        """One response sent: close if the caller asked, else serve what it pipelined."""
+        assert self.transport is not None
+        if self.close_after:
+            self.transport.close()
+        elif self.buffer:
+            self.data_received(b"")
 
     def _send(self, events: list[bytes], index: int, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -242,8 +256,7 @@ class Connection(asyncio.Protocol):
             self._send(events, index + 1, self.upstream.pace.interval)
         else:
             self.transport.write(b"0\r\n\r\n")
-            if self.buffer:  # a pipelined request waited for this stream to end
-                self.data_received(b"")
+            self._done()
 
 
 def install_uvloop() -> Callable[..., object]:
