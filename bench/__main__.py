@@ -25,6 +25,7 @@ from bench import (
     chart,
     images,
     imports,
+    profile,
     render,
     report,
     shared_limits,
@@ -57,7 +58,7 @@ def measured(runner: ModuleType, ctx: Context) -> list[Row]:
 
 def explain_startup(rows: list[Row], profiles: dict[str, imports.ImportProfile]) -> list[Row]:
     """A missed start-up goal names what dominates: the service's slowest imports."""
-    slow_start = (startup.HEALTH, startup.CHAT, images.CONTAINER)
+    slow_start = (startup.HEALTH, *startup.CHAT.values(), images.CONTAINER)
     service = profiles.get("service")
 
     def explained(row: Row) -> Row:
@@ -75,6 +76,16 @@ def explain_startup(rows: list[Row], profiles: dict[str, imports.ImportProfile])
         return dataclasses.replace(row, note=f"{row.note} {why}".strip())
 
     return [explained(row) for row in rows]
+
+
+def profiled(ctx: Context) -> list[str]:
+    """The request-path profile's notes; a profile that fails says so and stops nothing."""
+    log("bench.profile: where a request's CPU goes (py-spy)")
+    try:
+        return profile.notes(ctx)
+    except Exception as error:  # any failure: reported in the notes, the table still stands
+        traceback.print_exc()
+        return [f"Profile not taken: {error}".splitlines()[0]]
 
 
 def present_note(project: Path) -> str:
@@ -164,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             rows: list[Row] = []
             for runner in runners:
                 rows += measured(runner, ctx)
+            profile_notes = profiled(ctx) if throughput in runners else []
         profiles = imports.profiles(ctx) if startup in runners else {}
         python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())[
             "python_version"
@@ -175,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         f"The whole bench took {time.monotonic() - started:.0f} s; load average at the end "
         f"{load_text()} (the bench's own load included).",
         present_note(ctx.project),
+        *profile_notes,
         *(["--local run: not for docs/."] if args.local else []),
     ]
     chart_name = None
