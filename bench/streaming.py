@@ -9,6 +9,7 @@ CPU time (/proc), sampled through the run; first tokens are timed by the load ge
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from bench.stats import Goal, Row, Sample, Spec, binned, open_at, percentile
 STREAM_BODY = {**CHAT_BODY, "stream": True}
 PACE = Pace()  # the issue's model: first token after 300 ms, then one chunk every 200 ms, 40
 RAMP_RATE = 50.0  # new streams a second: with 8.1-s streams, about 400 open once it is full
-RAMP_SECONDS = 10.0
+RAMP_SECONDS = 12.0  # the last 3.9 s of it are the steady state, at about 400 open streams
 SLOW = Pace(interval=0.5)  # the memory run: streams that stay open 20 s
 MEMORY_STREAMS, MEMORY_RATE = 1000, 250.0
 BURST = 1000
@@ -96,6 +97,18 @@ class Load:
         full, last = self.start + pace.stream_seconds, self.start + seconds
         return [s for s in self.result.streams
                 if full <= s.arrival < last and s.first_token is not None]  # fmt: skip
+
+    def steady_cpu_per_event_us(self, pace: Pace, seconds: float) -> float:
+        """The app's CPU per event over the whole windows of the ramp's steady state (as many
+        streams starting as ending, about rate x stream length open): set-up included at its
+        steady-state share."""
+        result = self.result
+        first = math.ceil((pace.stream_seconds) / result.window)
+        last = int(seconds / result.window)  # windows wholly before the last arrival
+        events = sum(result.windows[first:last])
+        begin, end = (self.start + index * result.window for index in (first, last))
+        cpu = cpu_at(self.samples, end) - cpu_at(self.samples, begin)
+        return cpu / max(events, 1) * 1e6
 
     def cpu_curve(self) -> list[tuple[float, float]]:
         """(open streams, CPU µs per event) per window with enough events to mean something."""
@@ -201,7 +214,7 @@ def steady_p99(load: Load) -> float:
 
 
 def cpu_per_event(load: Load) -> float:
-    return load.per_event_us(load.cpu)
+    return load.steady_cpu_per_event_us(PACE, RAMP_SECONDS)
 
 
 def streams_per_vcpu(load: Load) -> float:
@@ -227,15 +240,16 @@ def ramp_rows(loads: dict[str, list[Load]]) -> list[Row]:
     steady = [len(load.steady(PACE, RAMP_SECONDS)) for load in service]
     held = [held_open(load) for load in service]
     lag = max(schedule_lag(load) for load in service) * 1000
-    events = percentile([s.events for load in service for s in load.result.streams], 50)
-    per_stream = percentile([load.cpu / len(load.result.streams) * 1000 for load in service], 50)
+    events = percentile([s.events for load in service for s in load.result.streams
+                         if not s.cut and not s.error], 50)  # fmt: skip
+    per_stream = percentile([cpu_per_event(load) for load in service], 50) * events / 1000
     ramp_note = (
         f"{RAMP_RATE:g} new streams/s for {RAMP_SECONDS:g} s ({PACE.first_token * 1000:.0f} ms "
         f"to the first chunk, then one every {PACE.interval * 1000:.0f} ms, {PACE.chunks} "
-        f"chunks); about {percentile(held, 50):.0f} streams open once full; first tokens of "
-        f"the {percentile(steady, 50):.0f} streams that arrived then; {failed} streams failed "
-        f"across all runs; the load generator started streams within {lag:.1f} ms of their "
-        f"schedule (p99)."
+        f"chunks), then all cut; CPU per event and first tokens from the steady state (from "
+        f"{PACE.stream_seconds:.1f} s on: about {percentile(held, 50):.0f} streams open, "
+        f"{percentile(steady, 50):.0f} arrivals a run); {failed} streams failed across all "
+        f"runs; the load generator opened streams within {lag:.1f} ms of their schedule (p99)."
     )
     vcpu_note = (
         f"{CPU_TARGET:.0%} of one vCPU ÷ ({CHUNKS_PER_SECOND} chunks/s x CPU per event); the "
@@ -354,8 +368,10 @@ def curves(loads: dict[str, list[Load]]) -> dict[str, dict[str, list[tuple[float
 def measure(ctx: Context) -> list[Row]:
     upstream = (ctx.upstream_port, ctx.upstream_pid)
     ramp = f"ramp:{RAMP_RATE:g}:{RAMP_SECONDS:g}"
+    # Cut once the last arrival has had its first token: the steady state is what is measured.
+    until = RAMP_SECONDS + 5.0
     ramps = rounds(ctx, ("service", *REFERENCES),
-                   lambda app: run_load(ctx, app, ramp, upstream, PACE))  # fmt: skip
+                   lambda app: run_load(ctx, app, ramp, upstream, PACE, until))  # fmt: skip
     ctx.figures["streams"] = curves(ramps)
     rows = ramp_rows(ramps)
     with paced_upstream(ctx.venv, SLOW) as slow:

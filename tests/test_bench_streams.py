@@ -212,11 +212,21 @@ def test_cpu_between_samples_is_interpolated() -> None:
     assert cpu_at(samples, -1.0) == 1.0
 
 
+def test_cpu_per_event_is_taken_over_the_ramps_steady_state_only() -> None:
+    """At the default pace a stream lasts 8.1 s: windows 17-23 (8.5 s to 12 s) are the steady
+    state. 0.4 CPU-s a second over 3.5 s for 7,000 events is 200 µs an event; the busier
+    filling-up windows before are left out."""
+    windows = [5000] * 17 + [1000] * 7 + [5000] * 4
+    samples = [(t / 10, 0.4 * t / 10) for t in range(0, 141)]
+    run = Load("service", loadgen.Result([], 0.5, 0.0, windows), 9.0, 0.0, 0.0, samples, 0.0)
+    assert run.steady_cpu_per_event_us(Pace(), 12.0) == pytest.approx(200.0)
+
+
 def test_streams_per_vcpu_is_the_cpu_target_over_chunks_per_second_times_cpu_per_event() -> None:
     """200 µs an event at 50 events/s is 1 % of a vCPU per stream: 70 streams at 70 %."""
-    streams = [loadgen.Stream(arrival=0.0, events=100) for _ in range(100)]
-    run = Load("service", loadgen.Result(streams), 2.0, 0.0, 0.0, [], 0.0)
-    assert run.per_event_us(run.cpu) == pytest.approx(200.0)
+    windows = [0] * 17 + [1000] * 7
+    samples = [(0.0, 0.0), (8.5, 0.0), (12.0, 1.4)]
+    run = Load("service", loadgen.Result([], 0.5, 0.0, windows), 1.4, 0.0, 0.0, samples, 0.0)
     assert streams_per_vcpu(run) == pytest.approx(70.0)
 
 
