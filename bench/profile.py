@@ -1,6 +1,6 @@
 """Where a request's CPU goes: py-spy samples an app while wrk loads it; the app's CPU time over
-the run, divided by the requests wrk counted, is its CPU per request, and the share of samples in
-which one of the service's own functions is on the stack says how much of that is ours.
+the run, divided by the requests wrk counted, is its CPU per request; the share of samples whose
+running line is in each package splits it, so the service's extra cost is named by package.
 
 Sampling is `--nonblocking` (the process is never paused), so the figures stay those of the app.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from bench import wrk
 from bench.procstat import cpu_seconds
 from bench.project import CHAT_BODY, Context
-from bench.servers import Probe, free_port, serving
+from bench.servers import Probe, free_port, serving, wait_ready
 from bench.throughput import script
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -32,35 +32,51 @@ class Profile:
     app: str
     path: str
     cpu_us_per_request: float
-    ours: list[tuple[str, float]]  # (function (file), share of samples with it on the stack)
+    packages: dict[str, float]  # package → share of samples whose running line is in it
+    ours: list[tuple[str, float]]  # (function (file) under app/, share of samples it was running)
 
 
-def inclusive_shares(collapsed: str) -> dict[str, float]:
-    """Per function (and file, not line): the share of samples with it anywhere on the stack."""
-    counts: dict[str, int] = {}
+def self_shares(collapsed: str) -> tuple[dict[str, float], dict[str, float]]:
+    """From py-spy's raw output: the share of samples whose innermost frame (the line running)
+    is in each package (`starlette/routing.py` → starlette), and in each function."""
+    packages: dict[str, int] = {}
+    functions: dict[str, int] = {}
     total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        match = _FRAME.match(stack.rsplit(";", 1)[-1]) if stack else None
+        if not match or not count.isdigit():
             continue
         total += int(count)
-        frames = set()
-        for frame in stack.split(";"):
-            match = _FRAME.match(frame)
-            if match:
-                frames.add(f"{match['function']} ({match['file']})")
-        for frame in frames:
-            counts[frame] = counts.get(frame, 0) + int(count)
-    return {frame: count / total for frame, count in counts.items()} if total else {}
+        package = match["file"].split("/", 1)[0].removesuffix(".py")
+        packages[package] = packages.get(package, 0) + int(count)
+        function = f"{match['function']} ({match['file']})"
+        functions[function] = functions.get(function, 0) + int(count)
+    if not total:
+        return {}, {}
+    return (
+        {name: count / total for name, count in packages.items()},
+        {name: count / total for name, count in functions.items()},
+    )
 
 
-def own_code(shares: dict[str, float], count: int = 6) -> list[tuple[str, float]]:
-    """The service's own functions (files under app/), largest share first; a function that
-    only calls into others still shows, as on a flame graph."""
-    ours = [(frame, share) for frame, share in shares.items()
-            if re.search(r"(^|[ (/])app/", frame.split(" (", 1)[-1])]  # fmt: skip
+def own_code(functions: dict[str, float], count: int = 4) -> list[tuple[str, float]]:
+    """The service's own functions (files under app/), busiest first."""
+    ours = [(name, share) for name, share in functions.items() if "(app/" in name]
     ours.sort(key=lambda item: item[1], reverse=True)
-    return [(frame.replace("(app/", "(").strip(), share) for frame, share in ours[:count]]
+    return ours[:count]
+
+
+def differences(service: Profile, reference: Profile, count: int = 5) -> list[tuple[str, float]]:
+    """µs per request by package, service minus reference, largest first."""
+    names = set(service.packages) | set(reference.packages)
+
+    def cost(profile: Profile, name: str) -> float:
+        return profile.packages.get(name, 0.0) * profile.cpu_us_per_request
+
+    diffs = [(name, cost(service, name) - cost(reference, name)) for name in names]
+    diffs.sort(key=lambda item: (-abs(item[1]), item[0]))
+    return diffs[:count]
 
 
 def profiled(ctx: Context, app: str, path: str, body: dict[str, object] | None) -> Profile:
@@ -71,6 +87,8 @@ def profiled(ctx: Context, app: str, path: str, body: dict[str, object] | None) 
         proc = stack.enter_context(
             serving(argv, Probe(port, path, body), cwd=ctx.project, env=ctx.env())
         )
+        if app == "service":
+            wait_ready(port)
         url = f"http://127.0.0.1:{port}{path}"
         wrk.run(url, 1, lua)  # warm-up
         output = ctx.work / f"profile-{app}.txt"
@@ -85,14 +103,13 @@ def profiled(ctx: Context, app: str, path: str, body: dict[str, object] | None) 
         _, errors = spy.communicate(timeout=60)
         if spy.returncode != 0 or not output.exists():
             raise RuntimeError(f"py-spy failed: {errors.strip()[-300:]}")
-        shares = inclusive_shares(output.read_text())
-    ours = own_code(shares) if app == "service" else []
-    return Profile(app, path, used / result.requests * 1e6, ours)
+        packages, functions = self_shares(output.read_text())
+    return Profile(app, path, used / result.requests * 1e6, packages, own_code(functions))
 
 
 def notes(ctx: Context) -> list[str]:
-    """One note per request path: the service's CPU per request against its reference's, and
-    the service's own functions that account for it (µs per request, from their share)."""
+    """One note per request path: the service's CPU per request against its reference's, where
+    the difference goes by package, and the service's own busiest functions."""
     if not PY_SPY.exists():
         return ["Profile: py-spy is not installed in the bench's venv (requirements-dev.txt)."]
     lines = []
@@ -100,13 +117,13 @@ def notes(ctx: Context) -> list[str]:
         service = profiled(ctx, "service", path, body)
         other = profiled(ctx, reference, path, body)
         cost = service.cpu_us_per_request
-        ours = "; ".join(
-            f"`{frame}` {share * cost:.0f} µs ({share:.0%})" for frame, share in service.ours
-        )
+        where = ", ".join(f"{name} {diff:+.0f} µs" for name, diff in differences(service, other))
+        ours = "; ".join(f"`{name}` {share * cost:.0f} µs" for name, share in service.ours)
         lines.append(
             f"Profile of {path} (py-spy, {SECONDS} s under wrk): {cost:.0f} µs CPU per request "
             f"against {other.cpu_us_per_request:.0f} µs for {reference} "
-            f"({cost - other.cpu_us_per_request:+.0f} µs). The service's own functions on the "
-            f"stack (inclusive): {ours or 'none sampled'}."
+            f"({cost - other.cpu_us_per_request:+.0f} µs). Where the difference runs (self time "
+            f"by package, µs per request): {where}. The service's own lines: "
+            f"{ours or 'none sampled'}."
         )
     return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import wrk
 from bench.project import CHAT_BODY, MODEL, Context, upstream_apis
-from bench.servers import Probe, free_port, serving
+from bench.servers import Probe, free_port, serving, wait_ready
 from bench.stats import Goal, Row, Sample, Spec, alternate
 
 HEALTH_RPS = Spec("GET /health requests/s (wrk -t2 -c64)", Goal(">=", 0.90), "bare", "req/s")
@@ -64,6 +64,8 @@ def served(
     argv = ctx.app_argv(app, port)
     probe = Probe(port, path, body)
     servers.enter_context(serving(argv, probe, cwd=ctx.projects[api], env=env or ctx.env(api)))
+    if app == "service":
+        wait_ready(port)
     url = f"http://127.0.0.1:{port}{path}"
     wrk.run(url, 1, lua)  # warm-up: connection pools, caches, lazy imports
     return lambda: wrk.run(url, ctx.wrk_seconds, lua)

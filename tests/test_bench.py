@@ -16,6 +16,7 @@ from bench.__main__ import main as bench_main
 from bench.images import describe_base
 from bench.imports import ImportProfile, median_profile, parse_importtime
 from bench.layers import extra_layers, step_durations
+from bench.profile import Profile, differences, own_code, self_shares
 from bench.stats import Goal, Row, Sample, Spec, alternate, binned, open_at, percentile
 from bench.suite import SuiteNotClean, clean_run, read_junit
 
@@ -383,3 +384,28 @@ def test_base_image_names_the_offline_stand_in() -> None:
     assert "OFFLINE STAND-IN" in describe_base("cloudrun-fastapi-ci/python:3.13-slim", "\n")
     official = describe_base("python:3.13-slim", "buildkit.dockerfile.v0\n\n")
     assert official == "python:3.13-slim"
+
+
+COLLAPSED = """\
+<module> (uvicorn:8);Server.run (uvicorn/server.py:86);Router.__call__ (starlette/routing.py:683) 6
+<module> (uvicorn:8);RequestContext.__call__ (app/api/middleware.py:43) 2
+<module> (uvicorn:8);RequestContext.__call__ (app/api/middleware.py:43);dumps (json/enc.py:2) 2
+garbage line without a count
+"""
+
+
+def test_profile_splits_samples_by_the_package_and_function_running() -> None:
+    """The innermost frame is what ran: a middleware calling json.dumps counts for json."""
+    packages, functions = self_shares(COLLAPSED)
+    assert packages == pytest.approx({"starlette": 0.6, "app": 0.2, "json": 0.2})
+    assert own_code(functions) == [("RequestContext.__call__ (app/api/middleware.py)", 0.2)]
+
+
+def test_profile_difference_is_per_request_cpu_by_package_largest_first() -> None:
+    """200 µs x 50 % starlette against 100 µs x 80 %: +20 µs; app code is all extra."""
+    service = Profile("service", "/health", 200.0, {"starlette": 0.5, "app": 0.3, "json": 0.2}, [])
+    bare = Profile("bare", "/health", 100.0, {"starlette": 0.8, "json": 0.2}, [])
+    assert differences(service, bare) == [
+        ("app", pytest.approx(60.0)), ("json", pytest.approx(20.0)),
+        ("starlette", pytest.approx(20.0)),
+    ]  # fmt: skip
