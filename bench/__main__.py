@@ -181,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             "python_version"
         ]
         versions = report.versions(ctx.bin("python"), images.base_image(python_version))
+        present = present_note(ctx.project)  # before the bake is removed with `work`
 
     notes = busy_note(machine["load_average_at_start"], machine["cores"] or 1)
     notes += [
         f"The whole bench took {time.monotonic() - started:.0f} s; load average at the end "
         f"{load_text()} (the bench's own load included).",
-        present_note(ctx.project),
+        present,
         *profile_notes,
         *(["--local run: not for docs/."] if args.local else []),
     ]
