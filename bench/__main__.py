@@ -91,7 +91,7 @@ def profiled(ctx: Context) -> list[str]:
 def present_note(project: Path) -> str:
     """Which optional parts the measured bake carries (unused unless configured)."""
     app = "\n".join(path.read_text() for path in (project / "app").rglob("*.py"))
-    parts = {"the shared limiter (REDIS_URL)": "redis", "the Responses adapter": "responses."}
+    parts = {"the shared limiter (REDIS_URL)": "redis", "the Responses adapter": "client.responses"}
     found = [f"{name}: {'yes' if marker in app else 'no'}" for name, marker in parts.items()]
     return "Optional code present in the measured bake, unused unless configured: " + (
         "; ".join(found) + "."
