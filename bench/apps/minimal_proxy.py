@@ -6,31 +6,24 @@ or `chat-completions`). With `"stream": true` the route relays the SDK's stream 
 """
 
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from openai import AsyncOpenAI
-from pydantic import BaseModel
+from reference_chat import Chat, configure
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncOpenAI() as client:
         app.state.client = client
-        app.state.model = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
-        app.state.responses = os.environ.get("BENCH_OPENAI_API", "responses") == "responses"
+        configure(app.state)
         yield
 
 
 app = FastAPI(lifespan=lifespan)
-
-
-class Chat(BaseModel):
-    message: str
-    stream: bool = False
 
 
 @app.post("/v1/chat")

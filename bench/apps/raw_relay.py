@@ -1,7 +1,7 @@
 """Reference `raw-relay`: the floor for this stack. One shared httpx client streams the upstream's
 SSE, and each `data:` line is decoded with json.loads: no SDK, no objects per chunk.
 
-Same environment and API choice (BENCH_OPENAI_API) as minimal_proxy.py; streaming only.
+Same environment and API choice (BENCH_OPENAI_API) as minimal_proxy.py; it always streams.
 """
 
 import json
@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from reference_chat import Chat, configure
 
 
 @asynccontextmanager
@@ -23,17 +23,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
         app.state.client = client
         app.state.base = os.environ["OPENAI_BASE_URL"].rstrip("/")
-        app.state.model = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
-        app.state.responses = os.environ.get("BENCH_OPENAI_API", "responses") == "responses"
+        configure(app.state)
         yield
 
 
 app = FastAPI(lifespan=lifespan)
-
-
-class Chat(BaseModel):
-    message: str
-    stream: bool = True
 
 
 @app.post("/v1/chat")
