@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from bench import wrk
+from bench import streaming, wrk
 from bench.procstat import cpu_seconds
 from bench.project import CHAT_BODY, Context
 from bench.servers import Probe, free_port, serving, wait_ready
@@ -33,7 +37,7 @@ class Profile:
     path: str
     cpu_us_per_request: float
     packages: dict[str, float]  # package → share of samples whose running line is in it
-    ours: list[tuple[str, float]]  # (function (file) under app/, share of samples it was running)
+    functions: dict[str, float]  # function (file) → share of samples it was running
 
 
 def self_shares(collapsed: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -67,14 +71,17 @@ def own_code(functions: dict[str, float], count: int = 4) -> list[tuple[str, flo
     return ours[:count]
 
 
-def differences(service: Profile, reference: Profile, count: int = 5) -> list[tuple[str, float]]:
-    """µs per request by package, service minus reference, largest first."""
-    names = set(service.packages) | set(reference.packages)
+def differences(
+    service: Profile, reference: Profile, count: int = 5, by: str = "packages"
+) -> list[tuple[str, float]]:
+    """µs per request by package (or function), service minus reference, largest first."""
+    mine, theirs = getattr(service, by), getattr(reference, by)
+    names = set(mine) | set(theirs)
 
-    def cost(profile: Profile, name: str) -> float:
-        return profile.packages.get(name, 0.0) * profile.cpu_us_per_request
+    def cost(shares: dict[str, float], profile: Profile, name: str) -> float:
+        return shares.get(name, 0.0) * profile.cpu_us_per_request
 
-    diffs = [(name, cost(service, name) - cost(reference, name)) for name in names]
+    diffs = [(name, cost(mine, service, name) - cost(theirs, reference, name)) for name in names]
     diffs.sort(key=lambda item: (-abs(item[1]), item[0]))
     return diffs[:count]
 
@@ -92,38 +99,94 @@ def profiled(ctx: Context, app: str, path: str, body: dict[str, object] | None) 
         url = f"http://127.0.0.1:{port}{path}"
         wrk.run(url, 1, lua)  # warm-up
         output = ctx.work / f"profile-{app}.txt"
-        spy = subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(proc.pid), "--duration", str(SECONDS),
-             "--format", "raw", "--output", str(output), "--nonblocking", "--rate", "250"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        spying = spy(proc.pid, SECONDS, output)
         before = cpu_seconds(proc.pid)
         result = wrk.run(url, SECONDS, lua)
         used = cpu_seconds(proc.pid) - before
-        _, errors = spy.communicate(timeout=60)
-        if spy.returncode != 0 or not output.exists():
+        _, errors = spying.communicate(timeout=60)
+        if spying.returncode != 0 or not output.exists():
             raise RuntimeError(f"py-spy failed: {errors.strip()[-300:]}")
         packages, functions = self_shares(output.read_text())
-    return Profile(app, path, used / result.requests * 1e6, packages, own_code(functions))
+    return Profile(app, path, used / result.requests * 1e6, packages, functions)
+
+
+def spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        # py-spy takes whole seconds.
+        [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+         "--format", "raw", "--output", str(output), "--nonblocking", "--rate", "250"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def streamed(ctx: Context, app: str) -> Profile:
+    """py-spy over the steady state of one streaming ramp (bench/streaming.py's load)."""
+    output = ctx.work / f"profile-stream-{app}.txt"
+    spies: list[subprocess.Popen[str]] = []
+
+    def attach(pid: int, start: float) -> None:
+        delay = start + streaming.PACE.stream_seconds - time.monotonic()
+        # Ends a second before the last arrival: the app is stopped soon after that.
+        seconds = streaming.RAMP_SECONDS - streaming.PACE.stream_seconds - 1.0
+        timer = threading.Timer(max(delay, 0), lambda: spies.append(spy(pid, seconds, output)))
+        timer.daemon = True
+        timer.start()
+
+    ramp = f"ramp:{streaming.RAMP_RATE:g}:{streaming.RAMP_SECONDS:g}"
+    upstream = (ctx.upstream_port, ctx.upstream_pid)
+    until = streaming.RAMP_SECONDS + 5.0
+    load = streaming.run_load(ctx, app, ramp, upstream, streaming.PACE, until, attach)
+    if not spies:
+        raise RuntimeError("py-spy was not started during the stream")
+    _, errors = spies[0].communicate(timeout=60)
+    if spies[0].returncode != 0 or not output.exists():
+        raise RuntimeError(f"py-spy failed: {errors.strip()[-300:]}")
+    packages, functions = self_shares(output.read_text())
+    return Profile(app, "stream", streaming.cpu_per_event(load), packages, functions)
+
+
+def explained(service: Profile, other: Profile, what: str, unit: str) -> str:
+    cost = service.cpu_us_per_request
+    where = ", ".join(f"{name} {diff:+.0f} µs" for name, diff in differences(service, other))
+    functions = "; ".join(
+        f"`{name}` {diff:+.0f} µs" for name, diff in differences(service, other, 4, "functions")
+    )
+    ours = "; ".join(
+        f"`{name}` {share * cost:.0f} µs" for name, share in own_code(service.functions)
+    )
+    return (
+        f"Profile of {what} (py-spy): {cost:.0f} µs CPU per {unit} against "
+        f"{other.cpu_us_per_request:.0f} µs for {other.app} "
+        f"({cost - other.cpu_us_per_request:+.0f} µs). Where the difference runs (self time, µs "
+        f"per {unit}), by package: {where}; by function: {functions}. The service's own lines: "
+        f"{ours or 'none sampled'}."
+    )
 
 
 def notes(ctx: Context) -> list[str]:
-    """One note per request path: the service's CPU per request against its reference's, where
-    the difference goes by package, and the service's own busiest functions."""
+    """One note per request path, and one for a streamed event: the service's CPU against its
+    reference's, where the difference runs, and the service's own busiest functions."""
     if not PY_SPY.exists():
         return ["Profile: py-spy is not installed in the bench's venv (requirements-dev.txt)."]
+    cases: list[tuple[str, Callable[[], str]]] = [
+        (path, partial(request_note, ctx, path, body, reference)) for path, body, reference in CASES
+    ]
+    cases.append(("a streamed event", partial(stream_note, ctx)))
     lines = []
-    for path, body, reference in CASES:
-        service = profiled(ctx, "service", path, body)
-        other = profiled(ctx, reference, path, body)
-        cost = service.cpu_us_per_request
-        where = ", ".join(f"{name} {diff:+.0f} µs" for name, diff in differences(service, other))
-        ours = "; ".join(f"`{name}` {share * cost:.0f} µs" for name, share in service.ours)
-        lines.append(
-            f"Profile of {path} (py-spy, {SECONDS} s under wrk): {cost:.0f} µs CPU per request "
-            f"against {other.cpu_us_per_request:.0f} µs for {reference} "
-            f"({cost - other.cpu_us_per_request:+.0f} µs). Where the difference runs (self time "
-            f"by package, µs per request): {where}. The service's own lines: "
-            f"{ours or 'none sampled'}."
-        )
+    for what, note in cases:
+        try:
+            lines.append(note())
+        except Exception as error:  # one profile failing leaves the others standing
+            lines.append(f"Profile of {what} not taken: {error}".splitlines()[0])
     return lines
+
+
+def request_note(ctx: Context, path: str, body: dict[str, object] | None, reference: str) -> str:
+    service = profiled(ctx, "service", path, body)
+    other = profiled(ctx, reference, path, body)
+    return explained(service, other, f"{path} ({SECONDS} s under wrk)", "request")
+
+
+def stream_note(ctx: Context) -> str:
+    service, other = streamed(ctx, "service"), streamed(ctx, "minimal-proxy")
+    return explained(service, other, "a streamed event (~400 open streams)", "event")

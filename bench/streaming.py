@@ -138,8 +138,10 @@ def run_load(
     upstream: tuple[int, int],
     pace: Pace,
     stop_after: float | None = None,
+    on_start: Callable[[int, float], object] | None = None,
 ) -> Load:
-    """A fresh `app` process under one load; returns when every stream has ended."""
+    """A fresh `app` process under one load; returns when every stream has ended.
+    `on_start(pid, first arrival)` runs once the load generators are started (a profiler)."""
     port = free_port()
     upstream_port, upstream_pid = upstream
     env = ctx.env(upstream_port=upstream_port)
@@ -159,6 +161,8 @@ def run_load(
             with output.open("w") as out, output.with_suffix(".err").open("w") as err:
                 argv_k = [*argv, "--share", f"{k}/{CLIENTS}"]
                 clients.append(subprocess.Popen(argv_k, stdout=out, stderr=err, text=True))
+        if on_start is not None:
+            on_start(proc.pid, start)
         samples = sample_cpu(proc.pid, clients, deadline=start + 120)
         results = []
         for client, output in zip(clients, outputs, strict=True):

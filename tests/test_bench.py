@@ -403,9 +403,14 @@ def test_profile_splits_samples_by_the_package_and_function_running() -> None:
 
 def test_profile_difference_is_per_request_cpu_by_package_largest_first() -> None:
     """200 µs x 50 % starlette against 100 µs x 80 %: +20 µs; app code is all extra."""
-    service = Profile("service", "/health", 200.0, {"starlette": 0.5, "app": 0.3, "json": 0.2}, [])
-    bare = Profile("bare", "/health", 100.0, {"starlette": 0.8, "json": 0.2}, [])
+    service = Profile("service", "/health", 200.0, {"starlette": 0.5, "app": 0.3, "json": 0.2},
+                      {"dumps (json/enc.py)": 0.2})  # fmt: skip
+    bare = Profile("bare", "/health", 100.0, {"starlette": 0.8, "json": 0.2},
+                   {"dumps (json/enc.py)": 0.1, "other (x.py)": 0.9})  # fmt: skip
     assert differences(service, bare) == [
         ("app", pytest.approx(60.0)), ("json", pytest.approx(20.0)),
         ("starlette", pytest.approx(20.0)),
+    ]  # fmt: skip
+    assert differences(service, bare, by="functions") == [
+        ("other (x.py)", pytest.approx(-90.0)), ("dumps (json/enc.py)", pytest.approx(30.0)),
     ]  # fmt: skip
