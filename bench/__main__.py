@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())[
             "python_version"
         ]
-        versions = report.versions(ctx.bin("python"), images.base_image(python_version))
+        base = images.base_image(python_version)
+        versions = report.versions(ctx.bin("python"), base)
         present = present_note(ctx.project)  # before the bake is removed with `work`
 
     notes = busy_note(machine["load_average_at_start"], machine["cores"] or 1)
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         present,
         *profile_notes,
         *(["--local run: not for docs/."] if args.local else []),
+        *([f"Base image: {base}."] if images.STAND_IN_PREFIX in base or "STAND-IN" in base else []),
     ]
     chart_name = None
     if "streams" in ctx.figures:
