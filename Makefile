@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hooks tests bench cloudrun_fastapi_jinja.py
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build .cache $(VENV)

@@ -26,7 +26,7 @@ from tests.base_images import base_image
 
 SIZE = Spec("image size", Goal("<=", 1.00), "seed-image", "MB")
 CONTAINER = Spec(
-    "container `docker run` → first 200 on GET /health", Goal("<=", 1.15), "bare app's image", "s"
+    "container `docker run` → first 200 on GET /health", Goal("<=", 1.05), "bare app's image", "s"
 )
 REBUILD = Spec(
     "rebuild after an app/-only change", Goal("<=", 0.05), "cold (--no-cache) build", "s"
@@ -45,6 +45,37 @@ def engine_answers() -> bool:
     except subprocess.TimeoutExpired:
         return False
     return info.returncode == 0
+
+
+# Offline machines build the base image from Debian packages (.ci/provision) and tag it so.
+STAND_IN_PREFIX = "cloudrun-fastapi-ci/"
+
+
+def base_image(python_version: str) -> str:
+    """The base image builds use here, named, and said plainly when it is the offline stand-in
+    (figures on it are not those of the official image)."""
+    official = f"python:{python_version}-slim"
+    for name in (f"{STAND_IN_PREFIX}{official}", official):
+        try:
+            done = subprocess.run(
+                ["docker", "history", "--no-trunc", "--format", "{{.Comment}}", name],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return f"{official} (no Docker engine: not inspected)"
+        if done.returncode == 0:
+            return describe_base(name, done.stdout)
+    return f"{official} (not present locally)"
+
+
+def describe_base(name: str, history_comments: str) -> str:
+    """`docker import` leaves "Imported from -" in the history: a stand-in, not the registry's."""
+    if name.startswith(STAND_IN_PREFIX) or "Imported from" in history_comments:
+        return (
+            f"{name}: the OFFLINE STAND-IN (Debian minbase + python3 imported by .ci/provision), "
+            "not the official image: image size and docker-run figures differ from it"
+        )
+    return name
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ COMMANDS = (
     "uvicorn app.main:app --host 127.0.0.1 --port P   # the service, from the baked project",
     "uvicorn --app-dir bench/apps bare:app --no-access-log --host 127.0.0.1 --port P",
     "uvicorn --app-dir bench/apps minimal_proxy:app --no-access-log --host 127.0.0.1 --port P",
-    "python -m tests.fakes.openai_upstream --port P   # the fake upstream, from the baked project",
+    "uvicorn --app-dir bench/apps raw_relay:app --no-access-log --host 127.0.0.1 --port P",
+    "python bench/paced_upstream.py --port P [--first-token 0.3 --interval 0.2 --chunks 40]",
+    "python bench/loadgen.py --port P --arrivals ramp:50:12|burst:1000 [--stop-at T]",
+    "redis-server --port P --bind 127.0.0.1 --save '' --appendonly no   # the shared-limit row",
     "wrk -t2 -c64 -dDs --latency [-s POST.lua] http://127.0.0.1:P/PATH",
     "docker build --network host [--no-cache] -t bench-ID-NAME CONTEXT",
     "docker build --network host -f bench/seed.Dockerfile --build-arg PYTHON_VERSION=V CONTEXT",
@@ -41,6 +44,7 @@ class Run:
     wrk_seconds: float
     imports: dict[str, ImportProfile] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    chart: str | None = None  # an SVG beside benchmarks.md
 
 
 def _first(pattern: str, path: str) -> str:
@@ -107,6 +111,8 @@ def _signed(x: float) -> str:
 
 
 def _met(row: Row) -> str:
+    if row.spec.goal is None and row.measured:
+        return "—"
     return {True: "yes", False: "**no**", None: "not measured"}[row.met]
 
 
@@ -148,6 +154,17 @@ def markdown(run: Run) -> str:
         *table(run.rows),
         "",
     ]
+    if run.chart:
+        lines += [
+            "## Streams against open streams",
+            "",
+            f"![CPU per streamed event and added first-token p99 against open streams]"
+            f"({run.chart})",
+            "",
+            "One uvicorn process each, during the ramp (bench/streaming.py); the service beside "
+            "its references.",
+            "",
+        ]
     if missed:
         lines += ["## Goals missed", ""]
         for row in missed:

@@ -81,6 +81,17 @@ def wait_for_200(probe: Probe, proc: subprocess.Popen[bytes], started: float) ->
     return time.perf_counter() - started
 
 
+def wait_ready(port: int, timeout: float = START_TIMEOUT) -> None:
+    """Until the service's /ready answers 200: its OpenAI client is built (openai imported in
+    a thread at start-up, which would otherwise compete with the measured requests)."""
+    probe = Probe(port, "/ready")
+    deadline = time.monotonic() + timeout
+    while not probe.answers_200():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/ready on port {port} gave no 200 within {timeout:g} s")
+        time.sleep(0.05)
+
+
 def time_to_first_200(
     argv: list[str],
     probe: Probe,

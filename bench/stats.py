@@ -55,12 +55,14 @@ class Spec:
     """A row of the table before it is measured: what, against which reference, which goal."""
 
     name: str
-    goal: Goal
+    goal: Goal | None  # None: reported, no goal yet
     reference: str | None = None  # None: the goal is absolute, in `unit`
     unit: str = ""
 
     @property
     def goal_text(self) -> str:
+        if self.goal is None:
+            return "no goal"
         sign = "≤" if self.goal.op == "<=" else "≥"
         if self.reference:
             return f"{sign} {self.goal.limit:.2f} x {self.reference}"
@@ -99,7 +101,9 @@ class Row:
     @property
     def met(self) -> bool | None:
         compared = self.compared
-        return None if compared is None else self.spec.goal.met(compared)
+        if compared is None or self.spec.goal is None:
+            return None
+        return self.spec.goal.met(compared)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,3 +136,34 @@ def alternate(
             b.append(second())
             a.append(first())
     return a, b
+
+
+def percentile(values: list[float], percent: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default): p50 is the median."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * percent / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def open_at(intervals: list[tuple[float, float]], at: float) -> int:
+    """How many (start, end) intervals hold `at`: the streams open at that moment."""
+    return sum(1 for start, end in intervals if start <= at < end)
+
+
+def binned(
+    points: list[tuple[float, float]],
+    width: float,
+    reduce: Callable[[list[float]], float],
+    least: int = 1,
+) -> list[tuple[float, float]]:
+    """(x, y) points grouped in bins of `width` along x: (the bin's middle, `reduce` of its
+    ys), for the bins with at least `least` points, in order of x."""
+    bins: dict[int, list[float]] = {}
+    for x, y in points:
+        bins.setdefault(int(x // width), []).append(y)
+    return [((index + 0.5) * width, reduce(ys)) for index, ys in sorted(bins.items())
+            if len(ys) >= least]  # fmt: skip

@@ -40,6 +40,27 @@ def read_junit(text: str) -> SuiteRun:
     )
 
 
+class SuiteNotClean(RuntimeError):
+    """The suite's last run failed or is missing: its figures would describe broken code."""
+
+
+def clean_run(junit: Path) -> SuiteRun:
+    """The last `make test` run, if it passed; otherwise why docs/ may not be written from it."""
+    shown = junit.relative_to(TEMPLATE) if junit.is_relative_to(TEMPLATE) else junit
+    if not junit.exists():
+        raise SuiteNotClean(f"there is no {shown}: run `make test` first.")
+    try:
+        run = read_junit(junit.read_text())
+    except (ET.ParseError, ValueError) as error:
+        raise SuiteNotClean(f"{shown} cannot be read ({error}): run `make test` again.") from None
+    if run.failures or not run.tests:
+        raise SuiteNotClean(
+            f"{shown} records {run.failures} failed or erroring tests of {run.tests} "
+            f"(run at {run.timestamp}): fix them and run `make test` again."
+        )
+    return run
+
+
 def measure(ctx: Context) -> list[Row]:
     return [suite_row(JUNIT)]
 

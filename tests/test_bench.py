@@ -1,17 +1,24 @@
-"""The pure parts of `make bench` (bench/): goals and ratios, wrk's report, importtime, JUnit.
+"""The pure parts of `make bench` (bench/): goals and ratios, wrk's report, importtime, JUnit,
+the refusal to write docs/ after a failed suite, the chart.
 
 Nothing here times anything: the benchmark itself runs only under `make bench`.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 
-from bench import report, wrk
+from bench import chart, report, suite, wrk
+from bench.__main__ import main as bench_main
+from bench.images import describe_base
 from bench.imports import ImportProfile, median_profile, parse_importtime
 from bench.layers import extra_layers, step_durations
-from bench.stats import Goal, Row, Sample, Spec, alternate
-from bench.suite import read_junit
+from bench.profile import Profile, differences, own_code, self_shares
+from bench.stats import Goal, Row, Sample, Spec, alternate, binned, open_at, percentile
+from bench.suite import SuiteNotClean, clean_run, read_junit
 
 WRK_REPORT = """\
 Running 5s test @ http://127.0.0.1:18777/v1/chat
@@ -255,3 +262,155 @@ def test_extra_layers_are_the_non_empty_ones_the_reference_lacks() -> None:
         ("/bin/sh -c groupadd --system app", "4.1kB"),
         ("/bin/sh -c python -m compileall -q app", "1.2MB"),
     ]
+
+
+def test_a_row_without_a_goal_is_reported_but_neither_met_nor_missed() -> None:
+    """Burst first tokens have no goal yet: the table shows the figure and "—", never "no"."""
+    row = Row(Spec("burst p50", None, None, "ms"), Sample((2400.0,)))
+    assert row.met is None
+    assert row.spec.goal_text == "no goal"
+    machine = {
+        "cores": 2, "memory_gib": 4.0, "cpu_model": "cpu", "system": "Linux",
+        "load_average_at_start": (0.1, 0.1, 0.1),
+    }  # fmt: skip
+    text = report.markdown(report.Run([row], machine, {}, 7, 5.0, chart="streams.svg"))
+    assert "| burst p50 | no goal | 2,400 ms | — | — | — |" in text
+    assert "## Goals missed" not in text
+    assert "](streams.svg)" in text
+
+
+@pytest.mark.parametrize(("percent", "expected"), [(0, 1.0), (50, 2.5), (99, 3.97), (100, 4.0)])
+def test_percentiles_interpolate_between_the_closest_ranks(percent: float, expected: float) -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], percent) == pytest.approx(expected)
+
+
+def test_a_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 99)
+
+
+def test_open_streams_are_those_started_and_not_yet_ended() -> None:
+    """A stream that ends at t is no longer open at t."""
+    intervals = [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)]
+    assert [open_at(intervals, t) for t in (0.5, 1.5, 2.0, 4.0)] == [1, 2, 2, 0]
+
+
+def test_points_are_binned_along_x_and_thin_bins_left_out() -> None:
+    points = [(10.0, 1.0), (40.0, 3.0), (60.0, 5.0), (120.0, 9.0), (130.0, 11.0)]
+    assert binned(points, 50, max) == [(25.0, 3.0), (75.0, 5.0), (125.0, 11.0)]
+    assert binned(points, 50, max, least=2) == [(25.0, 3.0), (125.0, 11.0)]
+
+
+def junit(tmp_path: Path, failures: int, errors: int = 0, tests: int = 40) -> Path:
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        f'<testsuites><testsuite name="pytest" errors="{errors}" failures="{failures}" '
+        f'tests="{tests}" time="600" timestamp="2026-12-01T08:00:00"/></testsuites>'
+    )
+    return path
+
+
+def test_a_suite_run_with_failures_errors_or_none_at_all_is_not_clean(tmp_path: Path) -> None:
+    """Failures and errors both count; a missing or unreadable file is no evidence either."""
+    with pytest.raises(SuiteNotClean, match="records 16 failed or erroring tests of 436"):
+        clean_run(junit(tmp_path, failures=16, tests=436))
+    with pytest.raises(SuiteNotClean, match="records 1 failed"):
+        clean_run(junit(tmp_path, failures=0, errors=1))
+    with pytest.raises(SuiteNotClean, match=r"there is no .*run `make test` first"):
+        clean_run(tmp_path / "missing.xml")
+    (tmp_path / "broken.xml").write_text("<testsuites")
+    with pytest.raises(SuiteNotClean, match="cannot be read"):
+        clean_run(tmp_path / "broken.xml")
+    assert clean_run(junit(tmp_path, failures=0)).tests == 40
+
+
+def test_bench_refuses_to_write_docs_after_a_failed_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make bench` stops before measuring anything, says why and how to look locally, and
+    leaves docs/ untouched."""
+    monkeypatch.setattr(suite, "JUNIT", junit(tmp_path, failures=3))
+    docs = tmp_path / "docs"
+    assert bench_main(["--docs", str(docs)]) == 2
+    message = capsys.readouterr().err
+    assert "refusing to write" in message
+    assert "records 3 failed" in message
+    assert "BENCH_ARGS=--local" in message
+    assert not docs.exists()
+
+
+def test_a_partial_bench_must_be_a_local_one() -> None:
+    """--only would leave rows out of docs/: only a --local run (never docs/) may use it."""
+    with pytest.raises(SystemExit):
+        bench_main(["--only", "streaming"])
+
+
+def test_chart_draws_one_line_per_app_in_each_panel() -> None:
+    """Valid SVG; a point per bin; a larger value is drawn higher (smaller y)."""
+    figures = {
+        "service": {"cpu_per_event_us": [(25.0, 200.0), (75.0, 300.0)],
+                    "added_first_token_p99_ms": [(25.0, 5.0)]},
+        "minimal-proxy": {"cpu_per_event_us": [(25.0, 250.0)], "added_first_token_p99_ms": []},
+    }  # fmt: skip
+    root = ET.fromstring(chart.svg(figures))  # noqa: S314 (our own output)
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+    assert [(line.get("class"), len(line.get("points", "").split())) for line in lines] == [
+        ("service", 2), ("minimal-proxy", 1), ("service", 1),
+    ]  # fmt: skip
+    (first, second) = (point.split(",") for point in lines[0].get("points", "").split())
+    assert float(first[0]) < float(second[0])
+    assert float(first[1]) > float(second[1])
+    texts = "".join(root.itertext())
+    assert "CPU per streamed event" in texts
+    assert "minimal-proxy" in texts
+
+
+def test_chart_of_no_measurement_is_still_a_valid_svg() -> None:
+    root = ET.fromstring(chart.svg({}))  # noqa: S314 (our own output)
+    assert root.findall("{http://www.w3.org/2000/svg}polyline") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "ceiling"), [(0.0, 1.0), (3.2, 5.0), (180.0, 200.0), (201.0, 250.0), (1.0, 1.0)]
+)
+def test_axis_ends_are_round_numbers_at_or_above_the_data(value: float, ceiling: float) -> None:
+    assert chart.nice_ceiling(value) == ceiling
+
+
+def test_base_image_names_the_offline_stand_in() -> None:
+    """An image made by `docker import` (or tagged as the CI stand-in) is said to be one."""
+    standin = describe_base("python:3.13-slim", "Imported from -\n")
+    assert "OFFLINE STAND-IN" in standin
+    assert "OFFLINE STAND-IN" in describe_base("cloudrun-fastapi-ci/python:3.13-slim", "\n")
+    official = describe_base("python:3.13-slim", "buildkit.dockerfile.v0\n\n")
+    assert official == "python:3.13-slim"
+
+
+COLLAPSED = """\
+<module> (uvicorn:8);Server.run (uvicorn/server.py:86);Router.__call__ (starlette/routing.py:683) 6
+<module> (uvicorn:8);RequestContext.__call__ (app/api/middleware.py:43) 2
+<module> (uvicorn:8);RequestContext.__call__ (app/api/middleware.py:43);dumps (json/enc.py:2) 2
+garbage line without a count
+"""
+
+
+def test_profile_splits_samples_by_the_package_and_function_running() -> None:
+    """The innermost frame is what ran: a middleware calling json.dumps counts for json."""
+    packages, functions = self_shares(COLLAPSED)
+    assert packages == pytest.approx({"starlette": 0.6, "app": 0.2, "json": 0.2})
+    assert own_code(functions) == [("RequestContext.__call__ (app/api/middleware.py)", 0.2)]
+
+
+def test_profile_difference_is_per_request_cpu_by_package_largest_first() -> None:
+    """200 µs x 50 % starlette against 100 µs x 80 %: +20 µs; app code is all extra."""
+    service = Profile("service", "/health", 200.0, {"starlette": 0.5, "app": 0.3, "json": 0.2},
+                      {"dumps (json/enc.py)": 0.2})  # fmt: skip
+    bare = Profile("bare", "/health", 100.0, {"starlette": 0.8, "json": 0.2},
+                   {"dumps (json/enc.py)": 0.1, "other (x.py)": 0.9})  # fmt: skip
+    assert differences(service, bare) == [
+        ("app", pytest.approx(60.0)), ("json", pytest.approx(20.0)),
+        ("starlette", pytest.approx(20.0)),
+    ]  # fmt: skip
+    assert differences(service, bare, by="functions") == [
+        ("other (x.py)", pytest.approx(-90.0)), ("dumps (json/enc.py)", pytest.approx(30.0)),
+    ]  # fmt: skip
