@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())[
             "python_version"
         ]
-        base = images.base_image(python_version)
+        base = images.describe_base_image(python_version)
         versions = report.versions(ctx.bin("python"), base)
         present = present_note(ctx.project)  # before the bake is removed with `work`
 

@@ -6,7 +6,6 @@ run's unique prefix, and removed at the end (with the untagged images that rebui
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from bench import layers
 from bench.project import BENCH, Context
 from bench.servers import Probe, free_port, time_to_first_200
 from bench.stats import Goal, Row, Sample, Spec, alternate
-from tests.base_images import base_image
+from tests.base_images import build_args
 
 SIZE = Spec("image size", Goal("<=", 1.00), "seed-image", "MB")
 CONTAINER = Spec(
@@ -51,7 +50,7 @@ def engine_answers() -> bool:
 STAND_IN_PREFIX = "cloudrun-fastapi-ci/"
 
 
-def base_image(python_version: str) -> str:
+def describe_base_image(python_version: str) -> str:
     """The base image builds use here, named, and said plainly when it is the offline stand-in
     (figures on it are not those of the official image)."""
     official = f"python:{python_version}-slim"
@@ -182,11 +181,10 @@ def measure(ctx: Context) -> list[Row]:
     if not engine_answers():
         raise RuntimeError("no Docker engine answers `docker info`")
     service_context, bare_context = contexts(ctx)
-    python_version = json.loads((ctx.project / ".cookiecutter.json").read_text())["python_version"]
     with docker(ctx.work) as engine:
         rebuilt: list[Build] = []
 
-        base = ("--build-arg", f"PYTHON_IMAGE={base_image(service_context / 'Dockerfile')}")
+        base = build_args(service_context / "Dockerfile")
 
         def cold() -> float:
             return engine.build(service_context, "service", "--no-cache", *base).seconds
@@ -204,7 +202,6 @@ def measure(ctx: Context) -> list[Row]:
             service_context,
             "seed",
             "-f", str(BENCH / "seed.Dockerfile"),
-            "--build-arg", f"PYTHON_VERSION={python_version}",
             *base,
         ).image  # fmt: skip
         bare = engine.build(bare_context, "bare", *base).image

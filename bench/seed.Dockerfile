@@ -1,7 +1,8 @@
 # Reference `seed-image`: the seed's single-stage layout, built from the baked project's folder
 # with the same requirements.txt and app/ as the generated Dockerfile.
-ARG PYTHON_VERSION=3.13
-FROM python:${PYTHON_VERSION}-slim
+# The same base as the service's Dockerfile (the bench passes the same PYTHON_IMAGE).
+ARG PYTHON_IMAGE=python:3.13-slim
+FROM ${PYTHON_IMAGE}
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
