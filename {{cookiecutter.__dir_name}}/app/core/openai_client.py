@@ -241,25 +241,35 @@ class AnswerStream:
     async def deltas(self) -> AsyncGenerator[str, None]:
         reader, deadline, idle = self._reader, self._deadline, self._idle
         loop = asyncio.get_running_loop()
-        lines = self._response.http_response.aiter_lines()
+        chunks = self._response.http_response.aiter_text()
         until = min(self._first_by, deadline)
+        partial = ""
         try:
             while not reader.done:
-                # Only the wait for the next line is timed: a timeout spanning a `yield` would
-                # fire in whatever the consumer awaits at that moment.
+                # One timer per network read, not per line (an event's lines arrive together),
+                # and only around the read: a timeout spanning a `yield` would fire in whatever
+                # the consumer awaits at that moment.
                 async with asyncio.timeout_at(until):
-                    line = await anext(lines, None)
-                if line is None:
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    lines, partial = [partial], ""
+                else:
+                    *lines, partial = (partial + chunk).split("\n")
+                for line in lines:
+                    if not line.startswith("data:"):  # `event:` names, comments, separators
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        chunk = None
+                        break
+                    delta = reader.read(json.loads(data))
+                    until = min(loop.time() + idle, deadline)
+                    if delta:
+                        yield delta
+                    if reader.done:
+                        break
+                if chunk is None:
                     break
-                if not line.startswith("data:"):  # `event:` names, comments, blank separators
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                delta = reader.read(json.loads(data))
-                until = min(loop.time() + idle, deadline)
-                if delta:
-                    yield delta
             self.model = reader.model or self.model
             self.outcome = reader.finish()
         except Exception as error:  # noqa: BLE001 - reported in-band by the caller
