@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.api.deps import guard_state
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContext
-from app.api.routes import chat, health
+from app.api.routes import budget, chat, health
 from app.core.config import SERVICE_NAME, get_settings
 from app.core.logging import configure_logging
 from app.core.openai_client import Upstream
@@ -35,6 +35,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         starting.cancel()
         await upstream.close()
+        if app.state.shared_store is not None:
+            await app.state.shared_store.close()
         logger.info("shut down")
 
 
@@ -48,6 +50,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
+    app.include_router(budget.router)
     app.add_middleware(RequestContext)
     return app
 

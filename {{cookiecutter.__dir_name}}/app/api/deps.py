@@ -15,13 +15,14 @@ from fastapi import Depends, Request
 {% if cookiecutter.client_auth == "api-key" -%}
 from starlette.concurrency import run_in_threadpool
 {% endif %}
+from app.core.budget import TokenBudget, build_budget
 {% if cookiecutter.client_auth == "api-key" -%}
 from app.core.client_keys import ClientKeys
 {% endif -%}
 from app.core.config import Settings, get_settings
 from app.core.errors import ApiError
 from app.core.openai_client import Upstream
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import Limiter, build_rate_limiter
 {% if cookiecutter.client_auth == "api-key" -%}
 from app.core.secrets import SecretUnavailable
 {% endif %}
@@ -44,8 +45,16 @@ UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
 
 def guard_state(settings: Settings) -> dict[str, Any]:
     """What the client guards keep while the process runs (the lifespan puts it on app.state)."""
+    # REDIS_URL: one limit and one budget for all instances (redis is only imported then).
+    store = None
+    if settings.redis_url is not None:
+        from app.core.shared_store import SharedStore
+
+        store = SharedStore(settings)
     return {
-        "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
+        "shared_store": store,
+        "rate_limiter": build_rate_limiter(settings, store),
+        "budget": build_budget(settings, store),
 {%- if cookiecutter.client_auth == "api-key" %}
         "client_keys": ClientKeys(settings),
 {%- endif %}
@@ -64,10 +73,10 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def take_token(request: Request, client: str) -> None:
+async def take_token(request: Request, client: str) -> None:
     """One request from `client`; 429 with Retry-After when its bucket is empty."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    wait = limiter.acquire(client)
+    limiter: Limiter = request.app.state.rate_limiter
+    wait = await limiter.acquire(client)
     if wait > 0:
         retry_after = str(max(1, round(wait + 0.5)))
         raise ApiError(429, "rate_limited", "too many requests", {"Retry-After": retry_after})
@@ -95,11 +104,11 @@ async def rate_limited_client(request: Request) -> str:
     except SecretUnavailable as error:
         raise ApiError(503, "client_keys_unavailable", str(error)) from None
     if key is None or not valid:
-        take_token(request, "ip:" + client_ip(request))
+        await take_token(request, "ip:" + client_ip(request))
         message = "the API key is not valid" if key else "send Authorization: Bearer <key>"
         raise ApiError(401, "unauthorized", message)
     client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    take_token(request, client)
+    await take_token(request, client)
     return client
 {%- else %}
 
@@ -107,9 +116,17 @@ async def rate_limited_client(request: Request) -> str:
 async def rate_limited_client(request: Request) -> str:
     """client_auth={{ cookiecutter.client_auth }}: {{ "Cloud Run IAM has checked the caller" if cookiecutter.client_auth == "iam" else "anyone may call" }}; limited per address."""
     client = "ip:" + client_ip(request)
-    take_token(request, client)
+    await take_token(request, client)
     return client
 {%- endif %}
 
 
 ClientDep = Annotated[str, Depends(rate_limited_client)]
+
+
+async def get_budget(request: Request) -> TokenBudget:
+    budget: TokenBudget = request.app.state.budget
+    return budget
+
+
+BudgetDep = Annotated[TokenBudget, Depends(get_budget)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The template answers this service was generated with; everything else is plain Python.
@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     client_api_keys_file: Path | None = None
     client_api_keys_secret: str = DEFAULT_CLIENT_KEYS_SECRET
     client_api_keys_secret_version: str = "latest"
+
+    # Shared limits and token budgets (Redis): unset, every instance counts on its own.
+    redis_url: SecretStr | None = None  # redis://[:PASSWORD@]HOST:PORT or rediss:// (TLS)
+    redis_ca_file: Path | None = None  # the server's CA (Memorystore in-transit encryption)
+    # Short: a Redis that does not answer must cost a request little (the fallbacks answer).
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    token_budget_per_day: int = Field(default=0, ge=0)  # whole service; 0 = none
+    client_token_budget_per_day: int = Field(default=0, ge=0)  # per client; 0 = none
+    budget_fail_open: bool = False  # Redis down: let calls through uncounted instead of 503
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss:// (TLS)")
+        return url
 
     @property
     def trace_project(self) -> str:

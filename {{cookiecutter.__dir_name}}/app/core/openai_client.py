@@ -126,13 +126,11 @@ class Upstream:
     async def complete(
         self, messages: list[ChatCompletionMessageParam], max_tokens: int
     ) -> ChatCompletion:
-        started = time.perf_counter()
         completion: ChatCompletion = await self.create(
             messages=messages, max_completion_tokens=max_tokens
         )
         if isinstance(completion, str):  # openai hands back a 200 that is not JSON as its text
             raise upstream_error(ValueError("the answer is not JSON"))
-        log_usage(completion.model, completion.usage, started)
         return completion
 
     async def stream(
@@ -151,13 +149,19 @@ class Upstream:
             await self._client.close()
 
 
-def log_usage(model: str, usage: CompletionUsage | None, started: float) -> None:
-    """One line per chat request, so cost can be summed per request in Cloud Logging."""
+def log_usage(
+    model: str, usage: CompletionUsage | None, started: float, spend: dict[str, Any] | None = None
+) -> None:
+    """One line per chat request, so cost can be summed per request in Cloud Logging.
+
+    `spend`: the client's and the service's token spend today (budget.usage_fields).
+    """
     fields = {
         "model": model,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "upstream_latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        **(spend or {}),
     }
     logger.info("chat completion", extra={"fields": fields})
 

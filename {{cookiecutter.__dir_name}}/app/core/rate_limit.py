@@ -1,7 +1,8 @@
 """A token bucket per client, in this instance's memory.
 
 Cloud Run runs several instances, each with its own buckets: the effective limit is per instance.
-A limit shared by all instances needs a shared store (e.g. Memorystore with the `limits` package).
+With REDIS_URL set, `build_rate_limiter` shares one limit per client across instances instead
+(app/core/shared_limits.py), and these buckets are its fallback while Redis does not answer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from app.core.shared_store import SharedStore
 
 
 @dataclass
@@ -32,7 +39,7 @@ class RateLimiter:
         # Least recently seen first, so memory stays bounded under many distinct clients.
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
-    def acquire(self, client: str) -> float:
+    async def acquire(self, client: str) -> float:
         """Take one token: 0 when allowed, else the seconds until a token is available."""
         now = self.clock()
         bucket = self._buckets.pop(client, None) or Bucket(self.capacity, now)
@@ -45,3 +52,17 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+
+class Limiter(Protocol):
+    async def acquire(self, client: str) -> float: ...
+
+
+def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> Limiter:
+    """Per instance, or shared through Redis when there is a store (REDIS_URL)."""
+    local = RateLimiter(settings.rate_limit_per_minute)
+    if store is None:
+        return local
+    from app.core.shared_limits import SharedRateLimiter
+
+    return SharedRateLimiter(store, settings.rate_limit_per_minute, local)

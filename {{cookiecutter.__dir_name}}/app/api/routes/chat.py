@@ -6,14 +6,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import ClientDep, SettingsDep, UpstreamDep
+from app.api.deps import BudgetDep, ClientDep, SettingsDep, UpstreamDep
 from app.api.errors import documented_errors
+from app.core.budget import Reservation, TokenBudget, call_tokens, usage_fields
 from app.core.errors import ApiError
 from app.core.openai_client import log_usage, upstream_error
 
@@ -53,16 +55,58 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/chat", response_model=ChatReply, responses=RESPONSES)
 async def chat(
-    body: ChatRequest, _client: ClientDep, settings: SettingsDep, upstream: UpstreamDep
+    body: ChatRequest,
+    client: ClientDep,
+    settings: SettingsDep,
+    upstream: UpstreamDep,
+    budget: BudgetDep,
 ) -> Any:
     messages = _messages(body, settings.max_message_chars)
     max_tokens = min(body.max_tokens or settings.openai_max_tokens, settings.openai_max_tokens)
+    # Token budget: hold the call's most before it starts; every way out settles it.
+    input_chars = len(body.message) + len(body.system or "")
+    reservation = await budget.reserve(client, call_tokens(max_tokens, input_chars))
+    started = time.perf_counter()
+    try:
+        if body.stream:
+            stream = await upstream.stream(messages, max_tokens)
+        else:
+            completion = await upstream.complete(messages, max_tokens)
+    except BaseException as error:
+        await budget.settle(reservation, _failed_call_tokens(error))
+        raise
     if body.stream:
-        started = time.perf_counter()
-        stream = await upstream.stream(messages, max_tokens)
-        return StreamingResponse(_events(stream, started), media_type="text/event-stream")
-    completion = await upstream.complete(messages, max_tokens)
+        charge = StreamCharge(budget, reservation, input_chars)
+        return StreamingResponse(_events(stream, started, charge), media_type="text/event-stream")
+    used = completion.usage.total_tokens if completion.usage else None
+    report = await budget.settle(reservation, used)
+    log_usage(completion.model, completion.usage, started, usage_fields(reservation, used, report))
     return ChatReply(reply=completion.choices[0].message.content or "", model=completion.model)
+
+
+def _failed_call_tokens(error: BaseException) -> int | None:
+    """A call that failed: OpenAI bills no error answer (0); after a timeout or a cancel the
+    model may have run, so the reservation stands (None)."""
+    if isinstance(error, ApiError) and error.status != 504:
+        return 0
+    return None
+
+
+@dataclass
+class StreamCharge:
+    """What a stream settles when it ends: the reported usage, else what was seen of it."""
+
+    budget: TokenBudget
+    reservation: Reservation
+    input_chars: int
+    deltas: int = 0
+
+    def used(self, usage: CompletionUsage | None) -> int | None:
+        """Usage when it came; else the input estimate plus a token per delta seen; else None
+        (nothing seen: the reservation stands)."""
+        if usage is not None:
+            return usage.total_tokens
+        return call_tokens(self.deltas, self.input_chars) if self.deltas else None
 
 
 def _messages(body: ChatRequest, max_chars: int) -> list[ChatCompletionMessageParam]:
@@ -80,7 +124,9 @@ def _event(data: object) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-async def _events(stream: AsyncStream[ChatCompletionChunk], started: float) -> AsyncIterator[str]:
+async def _events(
+    stream: AsyncStream[ChatCompletionChunk], started: float, charge: StreamCharge
+) -> AsyncIterator[str]:
     """Deltas as SSE, then [DONE]. Closing the upstream stream in `finally` means a client that
     disconnects (Starlette cancels this generator) stops the tokens being generated and paid for.
     """
@@ -93,6 +139,7 @@ async def _events(stream: AsyncStream[ChatCompletionChunk], started: float) -> A
             model, usage = chunk.model, chunk.usage or usage
             for choice in chunk.choices:
                 if choice.delta.content:
+                    charge.deltas += 1
                     yield _event({"delta": choice.delta.content})
         if not chunks:  # a 200 that was no event stream (e.g. a proxy's page): not an empty reply
             raise ValueError("the upstream stream carried no events")
@@ -103,4 +150,6 @@ async def _events(stream: AsyncStream[ChatCompletionChunk], started: float) -> A
         yield _event({"error": {"code": failure.code, "message": failure.message}})
     finally:
         await stream.close()
-        log_usage(model, usage, started)
+        used = charge.used(usage)
+        report = await charge.budget.settle(charge.reservation, used)
+        log_usage(model, usage, started, usage_fields(charge.reservation, used, report))
