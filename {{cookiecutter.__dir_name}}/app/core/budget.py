@@ -102,8 +102,8 @@ class MemoryLedger:
         return 0, _totals(entries)
 
     async def settle(self, day: str, client: str, reserved: int, used: int) -> Totals:
-        if day != self._day:  # reserved yesterday: today's counts start from zero
-            return await self.totals(day, client)
+        if day != self._day:  # reserved on a day whose counts are gone: nothing to settle
+            return 0, 0, 0, 0
         entries = self._entries(day, client)
         for entry in entries:
             entry[0] += used
