@@ -21,6 +21,9 @@ TITLES = {
     "sigterm": "SIGTERM during load",
     "secret_manager": "Secret Manager faults",
     "fuzz": "Schema fuzzing (schemathesis)",
+    "shared_limit": "One rate limit over three instances (Redis)",
+    "shared_budget": "One token budget, 200 concurrent calls over three instances (Redis)",
+    "redis_outage": "Redis stopped mid-load, then started again",
     "leak_scan": "Leak scan of every captured log",
 }
 
