@@ -30,6 +30,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setattr(app.state, name, value)
     # Resolve the key in the background: /health answers at once, /ready once it is done.
     starting = asyncio.create_task(upstream.start())
+    if app.state.shared_store is not None:  # REDIS_URL: say now whether Redis answers
+        app.state.shared_store.start()
     try:
         yield
     finally:

@@ -279,9 +279,9 @@ def usage_fields(
     }
     if report is not None:
         fields |= {
-            "client_tokens_today": report.client.spent,
+            "client_tokens_spent": report.client.spent,
             "client_tokens_remaining": report.client.remaining,
-            "service_tokens_today": report.service.spent,
+            "service_tokens_spent": report.service.spent,
             "service_tokens_remaining": report.service.remaining,
         }
     return fields

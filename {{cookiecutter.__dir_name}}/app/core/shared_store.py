@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -63,6 +64,7 @@ class SharedStore:
         self.clock = clock
         self._down_since: float | None = None
         self._probe_at = 0.0
+        self._checking: asyncio.Task[None] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -104,7 +106,18 @@ class SharedStore:
             RETRY_SECONDS,
         )
 
+    def start(self) -> None:
+        """One PING in the background at startup: a wrong REDIS_URL is in the log (and /ready)
+        at once, not at the first request."""
+        self._checking = asyncio.create_task(self._check())
+
+    async def _check(self) -> None:
+        with suppress(StoreUnavailable):
+            await self.run(self.client.ping)
+
     async def close(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
         await self.client.aclose()
 
 

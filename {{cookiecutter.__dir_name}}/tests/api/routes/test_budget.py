@@ -113,7 +113,7 @@ def test_the_usage_line_reports_the_clients_spend(
     usage = next(x for x in lines if x["message"] == "chat completion")
     assert usage["client"].startswith(("key:", "ip:"))
     assert usage["tokens_charged"] == 7
-    assert usage["client_tokens_today"] == 7
+    assert usage["client_tokens_spent"] == 7
     assert usage["client_tokens_remaining"] == 493
     assert usage["service_tokens_remaining"] is None  # no service budget set
 
@@ -153,3 +153,18 @@ def test_budget_fail_open_lets_calls_through_while_redis_is_down(
     client = make_client(BUDGET_FAIL_OPEN="1", **settings)
     redis.stop()
     assert chat(client, auth, message="hello").status_code == 200
+
+
+def test_a_redis_that_is_down_at_startup_is_reported_before_any_request(
+    make_client: MakeClient, redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = redis.url
+    redis.stop()
+    client = make_client(REDIS_URL=url)
+    for _ in range(100):
+        if client.get("/ready").json().get("degraded"):
+            break
+    assert client.get("/ready").json()["degraded"] is True
+    errors = [x for x in capsys.readouterr().out.splitlines() if '"severity": "ERROR"' in x]
+    assert len(errors) == 1
+    assert "Redis unavailable" in errors[0]
