@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None  # redis://[:PASSWORD@]HOST:PORT or rediss:// (TLS)
     redis_ca_file: Path | None = None  # the server's CA (Memorystore in-transit encryption)
     # Short: a Redis that does not answer must cost a request little (the fallbacks answer).
-    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
     token_budget_per_day: int = Field(default=0, ge=0)  # whole service; 0 = none
     client_token_budget_per_day: int = Field(default=0, ge=0)  # per client; 0 = none
     budget_fail_open: bool = False  # Redis down: let calls through uncounted instead of 503
