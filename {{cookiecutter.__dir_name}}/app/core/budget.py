@@ -54,9 +54,12 @@ class Spend:
         return max(0, self.budget - self.spent - self.reserved) if self.budget else None
 
     def as_dict(self) -> dict[str, int | None]:
-        budget = self.budget or None
-        return {"spent": self.spent, "reserved": self.reserved, "budget": budget,
-                "remaining": self.remaining}  # fmt: skip
+        return {
+            "spent": self.spent,
+            "reserved": self.reserved,
+            "budget": self.budget or None,
+            "remaining": self.remaining,
+        }
 
 
 @dataclass(frozen=True)
