@@ -22,7 +22,7 @@ from app.core.client_keys import ClientKeys
 from app.core.config import Settings, get_settings
 from app.core.errors import ApiError
 from app.core.openai_client import Upstream
-from app.core.rate_limit import Limiter, build_rate_limiter
+from app.core.rate_limit import RateLimiter, build_rate_limiter
 {% if cookiecutter.client_auth == "api-key" -%}
 from app.core.secrets import SecretUnavailable
 {% endif %}
@@ -75,7 +75,7 @@ def client_ip(request: Request) -> str:
 
 async def take_token(request: Request, client: str) -> None:
     """One request from `client`; 429 with Retry-After when its bucket is empty."""
-    limiter: Limiter = request.app.state.rate_limiter
+    limiter: RateLimiter = request.app.state.rate_limiter
     wait = await limiter.acquire(client)
     if wait > 0:
         retry_after = str(max(1, round(wait + 0.5)))

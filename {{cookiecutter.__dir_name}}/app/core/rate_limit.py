@@ -19,13 +19,20 @@ if TYPE_CHECKING:
     from app.core.shared_store import SharedStore
 
 
+class RateLimiter(Protocol):
+    async def acquire(self, client: str) -> float:
+        """Take one request from `client`'s allowance: 0.0 when allowed, else the seconds until
+        the next one is."""
+        ...
+
+
 @dataclass
 class Bucket:
     tokens: float
     updated: float
 
 
-class RateLimiter:
+class MemoryRateLimiter:
     def __init__(
         self,
         per_minute: int,
@@ -54,13 +61,9 @@ class RateLimiter:
         return (1 - bucket.tokens) / self.rate
 
 
-class Limiter(Protocol):
-    async def acquire(self, client: str) -> float: ...
-
-
-def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> Limiter:
+def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> RateLimiter:
     """Per instance, or shared through Redis when there is a store (REDIS_URL)."""
-    local = RateLimiter(settings.rate_limit_per_minute)
+    local = MemoryRateLimiter(settings.rate_limit_per_minute)
     if store is None:
         return local
     from app.core.shared_limits import SharedRateLimiter

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import MemoryRateLimiter
 from app.core.shared_store import SharedStore, StoreUnavailable
 
 
 class SharedRateLimiter:
-    def __init__(self, store: SharedStore, per_minute: int, fallback: RateLimiter) -> None:
+    def __init__(self, store: SharedStore, per_minute: int, fallback: MemoryRateLimiter) -> None:
         from limits import RateLimitItemPerMinute
         from limits.aio.storage import RedisStorage
         from limits.aio.strategies import SlidingWindowCounterRateLimiter

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from app.api.deps import client_ip
 from app.api.routes import chat, health
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import MemoryRateLimiter
 from tests.conftest import MakeClient
 
 
@@ -51,7 +51,7 @@ def test_burst_then_429_with_retry_after(make_client: MakeClient, auth: dict[str
 def test_the_limit_refills(make_client: MakeClient, auth: dict[str, str]) -> None:
     client = make_client()
     now = [0.0]
-    client.app.state.rate_limiter = RateLimiter(1, clock=lambda: now[0])  # type: ignore[attr-defined]
+    client.app.state.rate_limiter = MemoryRateLimiter(1, clock=lambda: now[0])  # type: ignore[attr-defined]
     assert send(client, auth).status_code == 200
     assert send(client, auth).status_code == 429
     now[0] += 60

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.core.config import SERVICE_NAME, Settings
-from app.core.rate_limit import Limiter, build_rate_limiter
+from app.core.rate_limit import RateLimiter, build_rate_limiter
 from app.core.shared_store import RETRY_SECONDS, SharedStore
 from tests.fakes.redis_server import RedisServer
 
@@ -32,17 +32,17 @@ def settings(url: str, per_minute: int = 5, **extra: Any) -> Settings:
     return Settings(redis_url=url, rate_limit_per_minute=per_minute, **extra)
 
 
-def instances(count: int, config: Settings) -> list[tuple[SharedStore, Limiter]]:
+def instances(count: int, config: Settings) -> list[tuple[SharedStore, RateLimiter]]:
     stores = [SharedStore(config) for _ in range(count)]
     return [(store, build_rate_limiter(config, store)) for store in stores]
 
 
-async def close(pairs: list[tuple[SharedStore, Limiter]]) -> None:
+async def close(pairs: list[tuple[SharedStore, RateLimiter]]) -> None:
     for store, _ in pairs:
         await store.close()
 
 
-async def allowed(limiter: Limiter, client: str, attempts: int) -> int:
+async def allowed(limiter: RateLimiter, client: str, attempts: int) -> int:
     return sum([await limiter.acquire(client) == 0.0 for _ in range(attempts)])
 
 
