@@ -211,6 +211,8 @@ def service_env(upstream: Process, timeout: float) -> dict[str, str]:
         "OPENAI_MAX_RETRIES": "0",
         # All load comes from 127.0.0.1: the per-client limit is not what is measured here.
         "RATE_LIMIT_PER_MINUTE": "100000000",
+        # The fuzzer reads the schema from /openapi.json, which is off unless asked for.
+        "DOCS_ENABLED": "1",
     }
 
 

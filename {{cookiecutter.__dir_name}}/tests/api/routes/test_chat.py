@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.errors import SHOW_NOT_READY_DETAIL
 from app.core.config import DEFAULT_MODEL
 from app.main import create_app
 from tests.conftest import Env, MakeClient
@@ -171,7 +172,8 @@ def test_answers_503_when_no_key_can_be_resolved(
     response = chat(client, auth, message="hi")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "key_unavailable"
-    assert "/nonexistent/key" in response.json()["error"]["message"]
+    # The detail is for the log; only client_auth=iam callers read it too (app/api/errors.py).
+    assert ("/nonexistent/key" in response.json()["error"]["message"]) == SHOW_NOT_READY_DETAIL
 
 
 def test_logs_token_usage_for_each_request(
