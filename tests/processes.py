@@ -194,10 +194,18 @@ def log_entries(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
+# ERROR lines that are the operator's report of an injected upstream fault (a rejected key).
+UPSTREAM_REPORTS = "app.core.openai_client"
+
+
 def crashes(log: Path) -> list[str]:
     """Log lines that report an unhandled error (a 500 with its traceback)."""
     entries = log_entries(log)
-    return [e["message"] for e in entries if "stack_trace" in e or e["severity"] == "ERROR"]
+    return [
+        e["message"]
+        for e in entries
+        if "stack_trace" in e or (e["severity"] == "ERROR" and e["logger"] != UPSTREAM_REPORTS)
+    ]
 
 
 def service_env(upstream: Process, timeout: float) -> dict[str, str]:

@@ -48,3 +48,9 @@ def test_the_client_is_closed_at_shutdown(make_client: MakeClient, auth: dict[st
     upstream = client.app.state.upstream  # type: ignore[attr-defined]
     client.__exit__(None, None, None)
     assert upstream._client.is_closed()
+
+
+def test_the_sdk_never_retries_on_its_own(client: TestClient, auth: dict[str, str]) -> None:
+    """Retries happen in the service, within the request's budget, never hidden in the SDK."""
+    assert client.post("/v1/chat", json={"message": "hi"}, headers=auth).status_code == 200
+    assert client.app.state.upstream._client.max_retries == 0  # type: ignore[attr-defined]

@@ -2,42 +2,41 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from tests.fakes.server import serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "ping"}]}),
+        ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": "ping"}]}),
+    ],
+)
+def test_runs_as_a_module_and_answers_both_apis(path: str, body: dict[str, object]) -> None:
+    with serve_process(["tests.fakes.openai_upstream"], ROOT, probe="/v1/models") as url:
+        answer = httpx.post(url + path, json=body, timeout=5).json()
+    if path == "/v1/responses":
+        assert answer["output"][0]["content"][0]["text"] == "echo: ping"
+        assert answer["usage"]["output_tokens"] == 2
+    else:
+        assert answer["choices"][0]["message"]["content"] == "echo: ping"
+        assert answer["usage"]["completion_tokens"] == 2
 
 
-def test_runs_as_a_module_and_answers_chat_completions() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)], cwd=ROOT
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        body = {"model": "m", "messages": [{"role": "user", "content": "ping"}]}
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                response = httpx.post(url, json=body, timeout=2)
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline, "the fake did not start"
-                time.sleep(0.05)
-        assert response.json()["choices"][0]["message"]["content"] == "echo: ping"
-        assert response.json()["usage"]["completion_tokens"] == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def test_a_process_can_require_one_key() -> None:
+    args = ["tests.fakes.openai_upstream", "--expected-key", "sk-right-000000"]
+    body = {"model": "m", "input": "ping"}
+    with serve_process(args, ROOT, probe="/v1/models") as url:
+        wrong = httpx.post(f"{url}/v1/responses", json=body, headers={"Authorization": "Bearer x"})
+        right = httpx.post(
+            f"{url}/v1/responses", json=body, headers={"Authorization": "Bearer sk-right-000000"}
+        )
+    assert wrong.status_code == 401
+    assert right.status_code == 200
