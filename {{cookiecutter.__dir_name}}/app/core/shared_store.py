@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_SECONDS = 1.0
+MAX_CONNECTIONS = 16  # per instance; Memorystore's Basic 1 GB tier allows 65,000 clients
 
 
 class StoreUnavailable(Exception):
@@ -34,7 +35,7 @@ class StoreUnavailable(Exception):
 
 class SharedStore:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
@@ -51,15 +52,20 @@ class SharedStore:
             options["ssl_ca_certs"] = str(settings.redis_ca_file)
         self.timeout = settings.redis_timeout_seconds
         self.prefix = SERVICE_NAME
+        # A few connections, reused: a burst of requests waits a moment for one instead of
+        # opening (and TLS-handshaking) a connection each, which took longer than the timeout.
         # One immediate retry, for a pooled connection that a Redis restart closed; no backoff:
         # the timeout bounds the whole call and the fallbacks are cheaper than waiting.
-        self.client: Redis = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self.timeout,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1),
             **options,
         )
+        self.client: Redis = Redis.from_pool(pool)
         self._errors = (RedisError, OSError, TimeoutError)
         self.clock = clock
         self._down_since: float | None = None
