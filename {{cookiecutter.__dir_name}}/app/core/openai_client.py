@@ -121,6 +121,22 @@ class Upstream:
             logger.warning("OpenAI rejected the API key; using the rotated one")
             return self._client
 
+    @property
+    def key_fix(self) -> str:
+        """What the operator does about a key OpenAI rejects, for where this key comes from."""
+        settings = self.settings
+        if settings.openai_api_key is not None:
+            return (
+                "OPENAI_API_KEY is fixed for an instance's life: set a valid key and redeploy, "
+                "or mount the secret as a file (OPENAI_API_KEY_FILE) to rotate without one"
+            )
+        if settings.openai_api_key_file is not None:
+            return (
+                f"add a valid key as a new version of the secret mounted at "
+                f"{settings.openai_api_key_file}; it is re-read after the next 401"
+            )
+        return f"gcloud secrets versions add {settings.openai_api_key_secret} --data-file=-"
+
     def _params(self, conversation: Conversation, stream: bool) -> dict[str, Any]:
         return api.params(conversation, self.settings, stream)
 
@@ -173,7 +189,7 @@ class Upstream:
         except (ApiError, asyncio.CancelledError):
             raise
         except Exception as error:  # noqa: BLE001 - every upstream failure becomes one ApiError
-            raise failed(error, params["model"]) from None
+            raise failed(error, params["model"], self.key_fix) from None
 
     async def stream(self, conversation: Conversation) -> AnswerStream:
         """Open the stream; its first event must come within OPENAI_TIMEOUT_SECONDS."""
@@ -191,7 +207,7 @@ class Upstream:
         except (ApiError, asyncio.CancelledError):
             raise
         except Exception as error:  # noqa: BLE001 - every upstream failure becomes one ApiError
-            raise failed(error, params["model"]) from None
+            raise failed(error, params["model"], self.key_fix) from None
         idle = self.settings.openai_timeout_seconds
         return AnswerStream(response, params["model"], first_by, deadline, idle)
 
@@ -253,8 +269,9 @@ class AnswerStream:
         await self._response.close()
 
 
-def log_failure(error: Exception, model: str, **extra: object) -> None:
-    """One WARNING (ERROR for a rejected key) line per failed upstream call; never the key."""
+def log_failure(error: Exception, model: str, key_fix: str = "", **extra: object) -> None:
+    """One WARNING (ERROR for a rejected key, with `key_fix`) line per failed upstream call;
+    never the key."""
     import openai
 
     fields: dict[str, object] = {
@@ -275,10 +292,7 @@ def log_failure(error: Exception, model: str, **extra: object) -> None:
         message = f"upstream call failed: {error.status_code} {error.code or error.type or ''}"
         if error.status_code == 401:
             level = logging.ERROR
-            message = (
-                "OpenAI rejected the API key (401): add a valid key as a new version of the "
-                "OpenAI key secret; the service re-reads the mounted secret after a 401"
-            )
+            message = f"OpenAI rejected the API key (401): rotate it: {key_fix}"
     elif isinstance(error, EndedEarly):
         upstream = {f"upstream_{name}": value for name, value in error.detail.items()}
         fields.update(error_code=error.code, **upstream)
@@ -286,9 +300,9 @@ def log_failure(error: Exception, model: str, **extra: object) -> None:
     logger.log(level, message.rstrip(), extra={"fields": fields})
 
 
-def failed(error: Exception, model: str) -> ApiError:
+def failed(error: Exception, model: str, key_fix: str = "") -> ApiError:
     """Log an upstream failure once and say what the caller is told."""
-    log_failure(error, model)
+    log_failure(error, model, key_fix)
     return upstream_error(error)
 
 

@@ -137,8 +137,8 @@ async def chat(
 ) -> Any:
     conversation = _conversation(body, settings)
     current_client.set(client)
-    chars = sum(len(turn["content"]) for turn in conversation.turns)
-    chars += len(conversation.instructions)  # the system prompt is input too (budget estimate)
+    turns = conversation.turns
+    chars = sum(len(turn["content"]) for turn in turns) + len(conversation.instructions)
     call = await call_started(
         client,
         settings.openai_model,
@@ -168,7 +168,7 @@ async def chat(
 
 
 def _conversation(body: ChatRequest, settings: Settings) -> Conversation:
-    """The request as the adapter's input, with the service's limits applied (422s)."""
+    """The request as the adapter's input, with the service's rules applied (403s and 422s)."""
     if body.system is not None and not settings.allow_client_system_prompt:
         raise ApiError(403, "system_not_allowed", "this service sets the system prompt itself")
 {%- if responses %}
