@@ -22,6 +22,13 @@ REMOVE_UNLESS_CHOSEN: dict[str, dict[str, tuple[str, ...]]] = {
         "github-actions": (".github", "scripts/setup-github-wif.sh"),
         "cloud-build": ("cloudbuild.yaml",),
     },
+    "openai_api": {
+        "responses": ("app/core/apis/responses.py", "tests/api/routes/test_chat_responses.py"),
+        "chat-completions": (
+            "app/core/apis/chat_completions.py",
+            "tests/api/routes/test_chat_chat_completions.py",
+        ),
+    },
     "client_auth": {
         "api-key": (
             "app/core/client_keys.py",

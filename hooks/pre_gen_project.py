@@ -80,6 +80,7 @@ MAX_INSTANCES_LIMIT = 1000
 PYTHON_VERSIONS = ("3.13", "3.12", "3.11")
 CLIENT_AUTH_MODES = ("iam", "api-key", "none")
 CI_PROVIDERS = ("github-actions", "cloud-build", "none")
+OPENAI_APIS = ("responses", "chat-completions")
 JINJA_MARKUP = re.compile(r"\{[{%#]")
 
 
@@ -224,6 +225,7 @@ VALIDATORS: dict[str, Callable[[object], str | None]] = {
     "python_version": check_choice(PYTHON_VERSIONS),
     "client_auth": check_choice(CLIENT_AUTH_MODES),
     "ci_provider": check_choice(CI_PROVIDERS),
+    "openai_api": check_choice(OPENAI_APIS),
 }
 
 

@@ -60,7 +60,8 @@ def problem(kind: Kind, status: int, headers: httpx.Headers, body: str) -> str |
         return _stream_problem(kind, body)
     data = json.loads(body)
     if status == 200:
-        return None if set(data) == {"reply", "model"} else f"not a reply: {body[:200]}"
+        whole = {"reply", "model", "finish_reason", "usage"} <= set(data) and data["finish_reason"]
+        return None if whole else f"not a reply: {body[:200]}"
     if set(data) != {"error"} or set(data["error"]) != {"code", "message"}:
         return f"not an error body: {body[:200]}"
     if data["error"]["code"] != kind.code:
@@ -74,8 +75,10 @@ def _stream_problem(kind: Kind, body: str) -> str | None:
     events = [line.removeprefix("data: ") for line in body.split("\n\n") if line]
     last = events[-1] if events else ""
     if kind.code is None:
-        deltas = [json.loads(event)["delta"] for event in events[:-1]]
-        return None if last == "[DONE]" and deltas else f"stream did not finish: {body[:200]}"
+        deltas = [json.loads(event)["delta"] for event in events[:-2]]
+        done = len(events) > 1 and "done" in json.loads(events[-2])
+        finished = last == "[DONE]" and deltas and done
+        return None if finished else f"stream did not finish: {body[:200]}"
     if last == "[DONE]" or json.loads(last).get("error", {}).get("code") != kind.code:
         return f"cut stream without its error event: {body[:200]}"
     return None

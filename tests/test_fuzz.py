@@ -9,6 +9,7 @@ refused. Its HAR report holds every exchange, from which the statuses are counte
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +24,7 @@ from tests.reliability_report import record
 pytestmark = pytest.mark.slow
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+FUZZ_HOOKS = Path(__file__).parent / "fixtures" / "fuzz_hooks.py"  # the one rule no schema states
 MAX_EXAMPLES = 60
 # 5xx the contract allows: the upstream mappings (502, 504) and a key not available (503).
 UPSTREAM_MAPPINGS = {502, 503, 504}
@@ -48,6 +50,7 @@ def test_fuzzed_requests_get_documented_answers_and_never_a_server_error(
             *("--output-sanitize", "false"),  # nothing secret is sent; keep failures readable
         ],
         cwd=tmp_path,  # where it keeps its example database
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(FUZZ_HOOKS)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -33,6 +33,8 @@ SUPPORTED = {
     "seoul": {"region": "asia-northeast3", "secret_name": "OPENAI_KEY"},
     "cloud-build": {"ci_provider": "cloud-build"},
     "no-ci": {"ci_provider": "none"},
+    "chat-completions": {"openai_api": "chat-completions"},
+    "chat-completions-api-key": {"openai_api": "chat-completions", "client_auth": "api-key"},
 }
 
 TEXT_SUFFIXES = {".py", ".sh", ".md", ".toml", ".txt", ".yml", ".yaml", ".cfg", ".ini", ".json"}

@@ -55,6 +55,7 @@ def test_defaults_are_valid() -> None:
         ("python_version", "3.11"),
         ("client_auth", "none"),
         ("ci_provider", "cloud-build"),
+        ("openai_api", "chat-completions"),
     ],
 )
 def test_accepts_valid_value(key: str, value: str) -> None:
@@ -97,6 +98,7 @@ def test_accepts_valid_value(key: str, value: str) -> None:
         ("python_version", "3.10", "3.13, 3.12, 3.11"),
         ("client_auth", "basic", "iam, api-key, none"),
         ("ci_provider", "jenkins", "github-actions"),
+        ("openai_api", "assistants", "responses, chat-completions"),
     ],
 )
 def test_rejects_invalid_value_naming_the_rule(key: str, value: str, expected: str) -> None:

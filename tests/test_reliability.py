@@ -39,7 +39,9 @@ DRAIN_SECONDS, SIGKILL_AFTER = 8, 10  # uvicorn's --timeout-graceful-shutdown; C
 
 @pytest.fixture(scope="module")
 def service(started: Processes, upstream: Process) -> Service:
-    service = started.service("service-load", **service_env(upstream, timeout=1))
+    # 2 s: the whole upstream call, on two shared cores under 64 concurrent requests; the fake's
+    # slow fault (3 s) still outlasts it.
+    service = started.service("service-load", **service_env(upstream, timeout=2))
     wait_for(f"{service.url}/ready", 200)
     return service
 

@@ -1,4 +1,5 @@
-"""The baked service's own quality gate: `make lint test` passes in every client_auth mode.
+"""The baked service's own quality gate: `make lint test` passes in every client_auth mode and
+with each OpenAI API.
 
 Runs inside each generated repo exactly as its users would, with a virtualenv shared by bakes
 that pin the same requirements (conftest.service_venv).
@@ -20,15 +21,16 @@ from tests.leaks import SCAN
 # The generated repo's own test key (its tests/conftest.py): never in the suite's output.
 SCAN.register("baked suite OPENAI_KEY", "sk-test-openai-key-0123456789")
 
-# The default answers are client_auth=iam, so "default" covers that mode.
+# The default answers are client_auth=iam and openai_api=responses, so "default" covers both.
 BAKES = {
     "default": {},
     "api-key": {"client_auth": "api-key"},
     "none": {"client_auth": "none"},
     "python-3.11": {"python_version": "3.11"},
+    "chat-completions": {"openai_api": "chat-completions", "client_auth": "api-key"},
 }
 # A lower bound on each baked suite: a refactor that drops a test file shows up here.
-MIN_TESTS = {"default": 60, "api-key": 75, "none": 60}
+MIN_TESTS = {"default": 110, "api-key": 130, "none": 110, "chat-completions": 115}
 
 
 def redis_available() -> bool:
@@ -100,3 +102,19 @@ def test_open_modes_ship_no_client_key_code(bake_once: Bake) -> None:
         assert not (project / "tests/api/test_client_auth.py").exists()
         assert "client_keys" not in (project / "app/api/deps.py").read_text()
     assert (bake_once(client_auth="api-key") / "app/core/client_keys.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("api", "other"), [("responses", "chat_completions"), ("chat-completions", "responses")]
+)
+def test_only_the_chosen_openai_api_is_rendered(bake_once: Bake, api: str, other: str) -> None:
+    """The post-gen table removes the other adapter and its tests; nothing imports it."""
+    project = bake_once(openai_api=api)
+    chosen = api.replace("-", "_")
+    assert (project / f"app/core/apis/{chosen}.py").exists()
+    assert (project / f"tests/api/routes/test_chat_{chosen}.py").exists()
+    assert not (project / f"app/core/apis/{other}.py").exists()
+    assert not (project / f"tests/api/routes/test_chat_{other}.py").exists()
+    sources = "".join(path.read_text() for path in (project / "app").rglob("*.py"))
+    assert f"apis import {chosen} as api" in sources
+    assert f"apis import {other}" not in sources

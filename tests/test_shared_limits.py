@@ -28,11 +28,11 @@ from tests.reliability_report import record
 pytestmark = pytest.mark.slow
 
 LIMIT = 30  # requests a minute per client
-WORDS = 12
-MESSAGE = " ".join(["word"] * WORDS)  # 59 characters: 15 tokens of input estimate
+MESSAGE = " ".join(["word"] * 12)
+SYSTEM_PROMPT = "Be brief."
 MAX_TOKENS = 12
-RESERVATION = MAX_TOKENS + math.ceil(len(MESSAGE) / 4)  # what each call holds: 27
-USED = WORDS + MAX_TOKENS  # the fake's usage: a token a word in, the capped echo out: 24
+# What each call holds: its cap plus a quarter of its input's characters (message and prompt).
+RESERVATION = MAX_TOKENS + math.ceil((len(MESSAGE) + len(SYSTEM_PROMPT)) / 4)
 BUDGET = 1000  # the service's tokens a day
 CALLS = 200
 
@@ -50,6 +50,7 @@ def services(started: Processes, upstream: Process, redis: Process) -> list[Serv
         "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
         "RATE_LIMIT_PER_MINUTE": str(LIMIT),
         "TOKEN_BUDGET_PER_DAY": str(BUDGET),
+        "SYSTEM_PROMPT": SYSTEM_PROMPT,
     }
     instances = [started.service(f"service-shared-{n}", **env) for n in range(3)]
     for service in instances:
@@ -122,7 +123,8 @@ def test_budget_holds_under_200_concurrent_calls_on_three_instances(
     assert set(by_status) == {200, 429}, by_status
     assert refusals == {"budget_exhausted"}
     assert spent["reserved"] == 0  # every call settled
-    assert spent["spent"] == by_status[200] * USED
+    usages = [a.json()["usage"] for a in answers if a.status_code == 200]
+    assert spent["spent"] == sum(u["input_tokens"] + u["output_tokens"] for u in usages)
     assert spent["spent"] <= BUDGET + RESERVATION
     assert spent["spent"] >= BUDGET - RESERVATION  # and the budget was used, not left idle
 

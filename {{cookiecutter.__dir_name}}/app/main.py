@@ -8,14 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
-from app.api.deps import guard_state
 from app.api.errors import install_error_handlers
+from app.api.guard import ClientGuard, document_guard
 from app.api.middleware import RequestContext
 from app.api.routes import budget, chat, health
+from app.core.budget import build_budget
+{%- if cookiecutter.client_auth == "api-key" %}
+from app.core.client_keys import ClientKeys
+{%- endif %}
 from app.core.config import SERVICE_NAME, get_settings
 from app.core.logging import configure_logging
 from app.core.openai_client import Upstream
+from app.core.rate_limit import build_rate_limiter
+from app.core.shared_store import SharedStore
 
 logger = logging.getLogger(__name__)
 
@@ -24,28 +31,46 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     configure_logging(settings.log_level, settings.trace_project, settings.access_log)
+    if not settings.docs_enabled:
+        app.router.routes[:] = [r for r in app.router.routes if not is_docs(app, r)]
     upstream = Upstream(settings)
+    app.state.settings = settings
     app.state.upstream = upstream
-    for name, value in guard_state(settings).items():
-        setattr(app.state, name, value)
-    # Resolve the key in the background: /health answers at once, /ready once it is done.
-    starting = asyncio.create_task(upstream.start())
-    if app.state.shared_store is not None:  # REDIS_URL: say now whether Redis answers
-        app.state.shared_store.start()
+    # REDIS_URL: one limit and one budget for all instances (redis is only imported then).
+    store = SharedStore(settings) if settings.redis_url is not None else None
+    app.state.shared_store = store
+    app.state.rate_limiter = build_rate_limiter(settings, store)
+    app.state.budget = build_budget(settings, store)
+    # Load in the background: /health answers at once, /ready once everything is loaded.
+    loading = [asyncio.create_task(upstream.start())]
+    if store is not None:  # say now whether Redis answers
+        store.start()
+{%- if cookiecutter.client_auth == "api-key" %}
+    app.state.client_keys = ClientKeys(settings)
+    loading.append(asyncio.create_task(app.state.client_keys.refresh()))
+{%- endif %}
     try:
         yield
     finally:
-        starting.cancel()
+        for task in loading:
+            task.cancel()
         await upstream.close()
-        if app.state.shared_store is not None:
-            await app.state.shared_store.close()
+        if store is not None:
+            await store.close()
         logger.info("shut down")
+
+
+def is_docs(app: FastAPI, route: BaseRoute) -> bool:
+    """/openapi.json, /docs and /redoc (and the docs' OAuth redirect): DOCS_ENABLED=1 only."""
+    docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return getattr(route, "path", None) in docs
 
 
 def create_app() -> FastAPI:
     """Build the app without reading the environment: settings are read when the lifespan starts.
 
     Logging is JSON from uvicorn's first line on; the lifespan then applies LOG_LEVEL etc.
+    Every path under /v1 passes ClientGuard (app/api/guard.py), whichever router serves it.
     """
     configure_logging()
     app = FastAPI(title=SERVICE_NAME, lifespan=lifespan)
@@ -53,6 +78,9 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(budget.router)
+    document_guard(app)
+    # The last added runs first: the trace and the body cap, then the guard.
+    app.add_middleware(ClientGuard)
     app.add_middleware(RequestContext)
     return app
 

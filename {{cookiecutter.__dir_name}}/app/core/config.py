@@ -47,6 +47,34 @@ class Settings(BaseSettings):
     client_api_keys_secret: str = DEFAULT_CLIENT_KEYS_SECRET
     client_api_keys_secret_version: str = "latest"
 
+    # The guard on /v1: who may call, who is who, and what a caller may read
+    # /docs, /redoc and /openapi.json map the API for anyone: off unless asked (`make run` asks).
+    docs_enabled: bool = False
+    # Which X-Forwarded-For entry, counted from the end, is the caller: 1 = the last, the one
+    # Cloud Run's front end appends; 2 behind an external load balancer (the client is then second
+    # to last); 0 = no proxy in front, the socket's peer.
+    trusted_proxy_hops: int = Field(default=1, ge=0, le=10)
+{%- if cookiecutter.client_auth == "api-key" %}
+    # The client keys are re-read this often whatever the file's stat() says (at most 30 s, so a
+    # revoked key stops working within 30 s even when its replacement has the same size and mtime).
+    client_keys_refresh_seconds: float = Field(default=30.0, gt=0, le=30)
+{%- endif %}
+
+    # Conversations and the upstream call's time budget (OpenAI {{ "Responses" if cookiecutter.openai_api == "responses" else "Chat Completions" }} API)
+    # The operator's instructions for every conversation; "" sends none.
+    system_prompt: str = "You are a helpful assistant. Answer clearly and concisely."
+    # Callers may send their own `system` (replacing SYSTEM_PROMPT) only when this is on.
+    allow_client_system_prompt: bool = False
+    max_turns: int = Field(default=50, ge=1)
+{%- if cookiecutter.openai_api == "responses" %}
+    # OpenAI keeps each response (30 days by default) so previous_response_id can continue it.
+    openai_store: bool = True
+{%- endif %}
+    # Cloud Run's request timeout (deploy.sh --timeout): a stream ends 5 s before it.
+    request_timeout_seconds: float = Field(default=300.0, gt=5, le=3600)
+    # A `: keep-alive` comment after this many silent seconds keeps proxies from closing a stream.
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=15)
+
     # Shared limits and token budgets (Redis): unset, every instance counts on its own.
     redis_url: SecretStr | None = None  # redis://[:PASSWORD@]HOST:PORT or rediss:// (TLS)
     redis_ca_file: Path | None = None  # the server's CA (Memorystore in-transit encryption)

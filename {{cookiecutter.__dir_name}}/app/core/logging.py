@@ -16,10 +16,16 @@ from typing import Any
 
 from app.core.config import DEFAULT_PROJECT
 
-SK_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
+# An OpenAI-style key as a whole token: "sk-" not preceded by a word character or "-", so
+# words such as "task-runner" or "disk-usage" stay intact.
+SK_KEY = re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{6,}")
 REDACTED = "[REDACTED]"
+# Both trace headers come from the caller: fixed-length fields only, matched whole, so a
+# 5,000-digit span or a header of any length costs one bounded match and never raises.
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
-CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]+))?")
+CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=[0-9])?")
+MAX_TRACE_HEADER = 128
+MAX_SPAN = 2**64 - 1
 
 # (trace id, span id) of the request being served, set by the request middleware.
 current_trace: ContextVar[tuple[str, str | None] | None] = ContextVar("trace", default=None)
@@ -41,13 +47,21 @@ def redact(text: str) -> str:
 def trace_from_headers(
     traceparent: str | None, cloud_trace: str | None
 ) -> tuple[str, str | None] | None:
-    """W3C `traceparent` first, then Cloud Run's `X-Cloud-Trace-Context: TRACE[/SPAN][;o=1]`."""
-    if traceparent and (match := TRACEPARENT.fullmatch(traceparent.strip())):
-        return match[1], match[2]
-    if cloud_trace and (match := CLOUD_TRACE.match(cloud_trace.strip())):
-        span = match[2]
-        # Cloud Logging wants the span as 16 hex digits; this header carries it in decimal.
-        return match[1].lower(), f"{int(span):016x}" if span else None
+    """W3C `traceparent` first, then Cloud Run's `X-Cloud-Trace-Context: TRACE[/SPAN][;o=1]`.
+
+    A value that does not match (or an all-zero id, which both formats call invalid) is ignored:
+    the request is served, its log lines carry no trace.
+    """
+    if traceparent and len(traceparent) <= MAX_TRACE_HEADER:
+        match = TRACEPARENT.fullmatch(traceparent.strip())
+        if match and int(match[1], 16) and int(match[2], 16):
+            return match[1], match[2]
+    if cloud_trace and len(cloud_trace) <= MAX_TRACE_HEADER:
+        match = CLOUD_TRACE.fullmatch(cloud_trace.strip())
+        if match and int(match[1], 16):
+            # Cloud Logging wants the span as 16 hex digits; this header carries it in decimal.
+            span = int(match[2]) if match[2] else 0
+            return match[1].lower(), f"{span:016x}" if 0 < span <= MAX_SPAN else None
     return None
 
 

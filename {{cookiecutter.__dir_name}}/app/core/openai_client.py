@@ -1,30 +1,43 @@
-"""The process's one AsyncOpenAI client, the key behind it, and upstream failures as ApiErrors.
+"""The process's one AsyncOpenAI client: its key, its time budget, its retries and its failures.
 
-openai is imported off the event loop when the client is built (about 0.3 s), so /health answers
-while it loads. After a 401 the key is resolved again once, which picks up a rotated secret.
+Shared by both OpenAI APIs; `app.core.apis.{{ cookiecutter.openai_api | replace('-', '_') }}` builds
+the request and reads the answer. openai is imported off the event loop when the client is built
+(about 0.3 s), so /health answers while it loads. After a 401 the key is resolved again once,
+which picks up a rotated secret.
+
+Answers are read from the SDK's raw HTTP response (`with_streaming_response`): the SDK still
+sends the request (auth, base URL, error statuses as exceptions), but no pydantic object is built
+per streamed chunk, which was a third of the service's CPU per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import time
-from collections.abc import Callable
+import random
+from collections.abc import AsyncGenerator, Callable
 from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from app.core.apis import {{ cookiecutter.openai_api | replace('-', '_') }} as api
 from app.core.config import Settings
+from app.core.context import current_client
+from app.core.conversation import Conversation, EndedEarly, Outcome, Usage
 from app.core.errors import ApiError
 from app.core.logging import redact_value
 from app.core.secrets import SecretSource, SecretUnavailable, resolve_secret
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI, AsyncStream
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
-    from openai.types.completion_usage import CompletionUsage
+    from openai import APIStatusError, AsyncOpenAI
 
 logger = logging.getLogger(__name__)
+
+# Retries wait 0.5 s, then 1 s (with jitter), and only while the request's budget allows.
+RETRY_BACKOFF_SECONDS = 0.5
+# A stream ends this long before Cloud Run's request timeout, so the caller reads our error event.
+STREAM_MARGIN_SECONDS = 5.0
 
 
 def openai_key_source(settings: Settings) -> SecretSource:
@@ -60,12 +73,16 @@ class Upstream:
             redact_value(self._key)
             self._client = await asyncio.to_thread(self._build, self._key)
             self.reason = ""
-            logger.info("OpenAI client ready")
+            logger.info("OpenAI client ready", extra={"fields": {"openai_api": api.NAME}})
         except SecretUnavailable as error:
             self.reason = f"OpenAI API key unavailable: {error}"
             logger.error(self.reason)
         finally:
             self._started.set()
+        if self._client is not None:
+            # The SDK imports an API's module on first use (Responses: ~0.4 s): after /ready,
+            # off the loop, so neither startup nor the first request waits for it.
+            await asyncio.to_thread(api.create, self._client)
 
     def _build(self, key: str) -> AsyncOpenAI:
         from openai import AsyncOpenAI
@@ -74,7 +91,7 @@ class Upstream:
             api_key=key,
             base_url=self.settings.openai_base_url,
             timeout=self.settings.openai_timeout_seconds,
-            max_retries=self.settings.openai_max_retries,
+            max_retries=0,  # retried here, within the request's budget (`_open`)
         )
 
     async def client(self) -> AsyncOpenAI:
@@ -104,82 +121,220 @@ class Upstream:
             logger.warning("OpenAI rejected the API key; using the rotated one")
             return self._client
 
-    async def create(self, **params: Any) -> Any:
-        """`chat.completions.create` with the configured model; one retry after a key rotation."""
+    @property
+    def key_fix(self) -> str:
+        """What the operator does about a key OpenAI rejects, for where this key comes from."""
+        settings = self.settings
+        if settings.openai_api_key is not None:
+            return (
+                "OPENAI_API_KEY is fixed for an instance's life: set a valid key and redeploy, "
+                "or mount the secret as a file (OPENAI_API_KEY_FILE) to rotate without one"
+            )
+        if settings.openai_api_key_file is not None:
+            return (
+                f"add a valid key as a new version of the secret mounted at "
+                f"{settings.openai_api_key_file}; it is re-read after the next 401"
+            )
+        return f"gcloud secrets versions add {settings.openai_api_key_secret} --data-file=-"
+
+    def _params(self, conversation: Conversation, stream: bool) -> dict[str, Any]:
+        return api.params(conversation, self.settings, stream)
+
+    async def _open(self, client: AsyncOpenAI, params: dict[str, Any], deadline: float) -> Any:
+        """The upstream's raw HTTP response (status < 400), headers read, body not yet.
+
+        Retried: connection errors and 5xx, with backoff, while `deadline` (loop time) allows.
+        Not retried: a 429 goes to the caller at once with its Retry-After (waiting it out here
+        would hold the request, and Cloud Run's billed instance, for nothing); a 401 is retried
+        once, after re-reading the key.
+        """
         import openai
 
-        params = {"model": self.settings.openai_model, **params}
-        client = await self.client()
-        try:
-            return await client.chat.completions.create(**params)
-        except openai.AuthenticationError as error:
-            rotated = await self._rotate(client)
-            if rotated is None:
-                raise upstream_error(error) from error
-        except (openai.OpenAIError, ValueError) as error:  # ValueError: a body that is not JSON
-            raise upstream_error(error) from error
-        try:
-            return await rotated.chat.completions.create(**params)
-        except (openai.OpenAIError, ValueError) as error:
-            raise upstream_error(error) from error
+        loop = asyncio.get_running_loop()
+        attempt, rotated = 0, False
+        while True:
+            try:
+                return await api.create(client)(**params).__aenter__()
+            except openai.AuthenticationError:
+                replacement = None if rotated else await self._rotate(client)
+                if replacement is None:
+                    raise
+                client, rotated = replacement, True
+            except (openai.APIConnectionError, openai.InternalServerError) as error:
+                delay = RETRY_BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.0)  # noqa: S311
+                if attempt >= self.settings.openai_max_retries or loop.time() + delay >= deadline:
+                    raise
+                attempt += 1
+                log_failure(error, params["model"], retry_in_seconds=round(delay, 2))
+                await asyncio.sleep(delay)
 
-    async def complete(
-        self, messages: list[ChatCompletionMessageParam], max_tokens: int
-    ) -> ChatCompletion:
-        completion: ChatCompletion = await self.create(
-            messages=messages, max_completion_tokens=max_tokens
-        )
-        if isinstance(completion, str):  # openai hands back a 200 that is not JSON as its text
-            raise upstream_error(ValueError("the answer is not JSON"))
-        return completion
+    @property
+    def reply_budget(self) -> float:
+        """OPENAI_TIMEOUT_SECONDS for a whole JSON reply, retries included."""
+        stream_limit = self.settings.request_timeout_seconds - STREAM_MARGIN_SECONDS
+        return min(self.settings.openai_timeout_seconds, stream_limit)
 
-    async def stream(
-        self, messages: list[ChatCompletionMessageParam], max_tokens: int
-    ) -> AsyncStream[ChatCompletionChunk]:
-        stream: AsyncStream[ChatCompletionChunk] = await self.create(
-            messages=messages,
-            max_completion_tokens=max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        return stream
+    async def reply(self, conversation: Conversation) -> Outcome:
+        params = self._params(conversation, stream=False)
+        client = await self.client()  # waits for startup, outside the upstream's budget
+        deadline = asyncio.get_running_loop().time() + self.reply_budget
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._open(client, params, deadline)
+                try:
+                    body = await response.json()
+                finally:
+                    await response.close()
+            return api.outcome(body)
+        except (ApiError, asyncio.CancelledError):
+            raise
+        except Exception as error:  # noqa: BLE001 - every upstream failure becomes one ApiError
+            raise failed(error, params["model"], self.key_fix) from None
+
+    async def stream(self, conversation: Conversation) -> AnswerStream:
+        """Open the stream; its first event must come within OPENAI_TIMEOUT_SECONDS."""
+        params = self._params(conversation, stream=True)
+        client = await self.client()  # waits for startup, outside the upstream's budget
+        loop = asyncio.get_running_loop()
+        first_by = loop.time() + self.reply_budget
+        deadline = loop.time() + self.settings.request_timeout_seconds - STREAM_MARGIN_SECONDS
+        try:
+            async with asyncio.timeout_at(first_by):
+                response = await self._open(client, params, first_by)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.close()  # e.g. a proxy's error page with status 200
+                raise ValueError("the upstream's answer is not an event stream")
+        except (ApiError, asyncio.CancelledError):
+            raise
+        except Exception as error:  # noqa: BLE001 - every upstream failure becomes one ApiError
+            raise failed(error, params["model"], self.key_fix) from None
+        idle = self.settings.openai_timeout_seconds
+        return AnswerStream(response, params["model"], first_by, deadline, idle)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
 
 
-def log_usage(
-    model: str, usage: CompletionUsage | None, started: float, spend: dict[str, Any] | None = None
-) -> None:
-    """One line per chat request, so cost can be summed per request in Cloud Logging.
+class AnswerStream:
+    """One upstream stream: its text deltas, then `outcome` (or an ApiError for how it failed).
 
-    `spend`: the client's and the service's token spend today (budget.usage_fields).
+    Time limits: the first event by `first_by`, each next one within `idle` seconds, all of it
+    by `deadline` (loop times). `close()` closes the upstream connection, which stops the tokens
+    being generated and paid for.
     """
-    fields = {
+
+    def __init__(
+        self, response: Any, model: str, first_by: float, deadline: float, idle: float
+    ) -> None:
+        self._response = response
+        self._reader = api.StreamReader()
+        self._first_by, self._deadline, self._idle = first_by, deadline, idle
+        self.model = model
+        self.outcome: Outcome | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the upstream reported, also for a stream that failed after its usage."""
+        return self._reader.usage
+
+    async def deltas(self) -> AsyncGenerator[str, None]:
+        reader, deadline, idle = self._reader, self._deadline, self._idle
+        loop = asyncio.get_running_loop()
+        lines = self._response.http_response.aiter_lines()
+        until = min(self._first_by, deadline)
+        try:
+            while not reader.done:
+                # Only the wait for the next line is timed: a timeout spanning a `yield` would
+                # fire in whatever the consumer awaits at that moment.
+                async with asyncio.timeout_at(until):
+                    line = await anext(lines, None)
+                if line is None:
+                    break
+                if not line.startswith("data:"):  # `event:` names, comments, blank separators
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                delta = reader.read(json.loads(data))
+                until = min(loop.time() + idle, deadline)
+                if delta:
+                    yield delta
+            self.model = reader.model or self.model
+            self.outcome = reader.finish()
+        except Exception as error:  # noqa: BLE001 - reported in-band by the caller
+            raise failed(error, self.model) from None
+
+    async def close(self) -> None:
+        await self._response.close()
+
+
+def log_failure(error: Exception, model: str, key_fix: str = "", **extra: object) -> None:
+    """One WARNING (ERROR for a rejected key, with `key_fix`) line per failed upstream call;
+    never the key."""
+    import openai
+
+    fields: dict[str, object] = {
         "model": model,
-        "prompt_tokens": usage.prompt_tokens if usage else None,
-        "completion_tokens": usage.completion_tokens if usage else None,
-        "upstream_latency_ms": round((time.perf_counter() - started) * 1000, 1),
-        **(spend or {}),
+        "client": current_client.get(),
+        "error": type(error).__name__,
+        **extra,
     }
-    logger.info("chat completion", extra={"fields": fields})
+    message = "upstream call failed"
+    level = logging.WARNING
+    if isinstance(error, openai.APIStatusError):
+        fields.update(
+            status=error.status_code,
+            error_type=error.type,
+            error_code=error.code,
+            request_id=error.request_id,
+        )
+        message = f"upstream call failed: {error.status_code} {error.code or error.type or ''}"
+        if error.status_code == 401:
+            level = logging.ERROR
+            message = f"OpenAI rejected the API key (401): rotate it: {key_fix}"
+    elif isinstance(error, EndedEarly):
+        upstream = {f"upstream_{name}": value for name, value in error.detail.items()}
+        fields.update(error_code=error.code, **upstream)
+        message = f"upstream answer ended early: {error.code}"
+    logger.log(level, message.rstrip(), extra={"fields": fields})
+
+
+def failed(error: Exception, model: str, key_fix: str = "") -> ApiError:
+    """Log an upstream failure once and say what the caller is told."""
+    log_failure(error, model, key_fix)
+    return upstream_error(error)
 
 
 def upstream_error(error: Exception) -> ApiError:
-    """What the caller is told about an upstream failure (never the key, never a trace)."""
+    """What the caller is told about an upstream failure (never the key, never a trace).
+
+    The same statuses on both OpenAI APIs.
+    """
+    import httpx2
     import openai
 
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, EndedEarly):
+        return ApiError(502, error.code, error.message)
+    if isinstance(error, openai.APIStatusError):
+        return _status_error(error)
+    if isinstance(error, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
         return ApiError(504, "upstream_timeout", "the model did not answer in time")
-    if isinstance(error, openai.APIConnectionError):
+    if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
         return ApiError(502, "upstream_unreachable", "the model's API could not be reached")
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+    return ApiError(502, "upstream_error", "the model's answer could not be read")
+
+
+def _status_error(error: APIStatusError) -> ApiError:
+    status, code = error.status_code, error.code
+    if status in {401, 403}:
         return ApiError(502, "upstream_auth", "upstream rejected the API key")
-    if isinstance(error, openai.RateLimitError):
+    if code == "insufficient_quota":  # billing, not load: no 429 that invites a retry
+        return ApiError(503, "upstream_quota_exhausted", "the model's API quota is used up")
+    if status == 429:
         retry_after = error.response.headers.get("retry-after")
         headers = {"Retry-After": retry_after} if retry_after else None
         return ApiError(429, "upstream_rate_limited", "the model's API is rate limited", headers)
-    if isinstance(error, openai.APIStatusError):
-        return ApiError(502, "upstream_error", f"the model's API answered {error.status_code}")
-    return ApiError(502, "upstream_error", "the model's answer could not be read")
+    if code == "previous_response_not_found":
+        return ApiError(404, "unknown_response_id", "previous_response_id is not a stored response")
+    return ApiError(502, "upstream_error", f"the model's API answered {status}")

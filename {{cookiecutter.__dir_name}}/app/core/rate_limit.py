@@ -1,8 +1,9 @@
-"""A token bucket per client, in this instance's memory.
+"""Per-client rate limits: `build_rate_limiter(settings)` picks the store.
 
-Cloud Run runs several instances, each with its own buckets: the effective limit is per instance.
-With REDIS_URL set, `build_rate_limiter` shares one limit per client across instances instead
-(app/core/shared_limits.py), and these buckets are its fallback while Redis does not answer.
+Without REDIS_URL, a token bucket per client in this instance's memory: Cloud Run runs several
+instances, each with its own buckets, so the effective limit is per instance. With REDIS_URL, one
+limit per client for all instances (app/core/shared_limits.py), with these buckets as its
+fallback while Redis does not answer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ class RateLimiter(Protocol):
         """Take one request from `client`'s allowance: 0.0 when allowed, else the seconds until
         the next one is."""
         ...
+
+
+def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> RateLimiter:
+    """Per instance, or shared through Redis when there is a store (REDIS_URL)."""
+    local = MemoryRateLimiter(settings.rate_limit_per_minute)
+    if store is None:
+        return local
+    from app.core.shared_limits import SharedRateLimiter
+
+    return SharedRateLimiter(store, settings.rate_limit_per_minute, local)
 
 
 @dataclass
@@ -59,13 +70,3 @@ class MemoryRateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
-
-
-def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> RateLimiter:
-    """Per instance, or shared through Redis when there is a store (REDIS_URL)."""
-    local = MemoryRateLimiter(settings.rate_limit_per_minute)
-    if store is None:
-        return local
-    from app.core.shared_limits import SharedRateLimiter
-
-    return SharedRateLimiter(store, settings.rate_limit_per_minute, local)

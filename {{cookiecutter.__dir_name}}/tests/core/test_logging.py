@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.logging import configure_logging, redact_value, trace_from_headers
+from app.core.logging import configure_logging, redact, redact_value, trace_from_headers
 from tests.conftest import OPENAI_KEY, MakeClient
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -88,3 +88,27 @@ def test_access_log_is_off_by_default_and_json_when_on(
         "status": 200,
         "remoteIp": "10.0.0.1",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("task-runner started", "task-runner started"),
+        ("disk-usage-report and mask-layer", "disk-usage-report and mask-layer"),
+        ("key sk-proj-abcdef123456 leaked", "key [REDACTED] leaked"),
+        ("(sk-abcdefgh)", "([REDACTED])"),
+        ('"sk-live_0123456789"', '"[REDACTED]"'),
+        ("Bearer sk-abcdefghij", "Bearer [REDACTED]"),
+    ],
+)
+def test_redaction_matches_whole_keys_only(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_span_beyond_64_bits_or_zero_ids_carry_no_span_or_no_trace() -> None:
+    assert trace_from_headers(None, f"{TRACE}/{2**64 - 1}") == (TRACE, "f" * 16)
+    assert trace_from_headers(None, f"{TRACE}/{2**64}") == (TRACE, None)
+    assert trace_from_headers(None, f"{TRACE}/0;o=1") == (TRACE, None)
+    assert trace_from_headers(None, f"{'0' * 32}/1") is None
+    assert trace_from_headers(f"00-{'0' * 32}-00f067aa0ba902b7-01", None) is None
+    assert trace_from_headers(None, f"{TRACE}/{'9' * 5000}") is None

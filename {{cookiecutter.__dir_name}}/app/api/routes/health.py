@@ -9,9 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.api.deps import UpstreamDep
+from app.api.errors import SHOW_NOT_READY_DETAIL
+{%- if cookiecutter.client_auth == "api-key" %}
+from app.core.client_keys import ClientKeys
+from app.core.secrets import SecretUnavailable
+{%- endif %}
 from app.core.shared_store import degraded_fields
 
 router = APIRouter(tags=["health"])
@@ -19,7 +24,8 @@ router = APIRouter(tags=["health"])
 
 class NotReady(BaseModel):
     status: str
-    reason: str
+    code: str
+    reason: str | None = Field(default=None, description="client_auth=iam only: the cause and fix")
 
 
 @router.get("/health")
@@ -30,13 +36,26 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=None, responses={503: {"model": NotReady}})
 async def ready(request: Request, upstream: UpstreamDep) -> Any:
-    """Ready once the OpenAI key is resolved and the client built; else 503 with the reason.
+    """Ready once everything this mode needs is loaded: the OpenAI key{{ " and the client API keys" if cookiecutter.client_auth == "api-key" else "" }}.
+    Else 503 with a short code; the log line written when loading failed has the reason.
+    With REDIS_URL, `degraded` says whether Redis does not answer and this instance runs on its
+    fallbacks: no reason to leave rotation, every instance shares that Redis."""
+    if not upstream.ready:
+        # Upstream.reason is "starting" until the first attempt to resolve the key has ended.
+        code = "starting" if upstream.reason == "starting" else "openai_key_unavailable"
+        return not_ready(code, upstream.reason)
+{%- if cookiecutter.client_auth == "api-key" %}
+    keys: ClientKeys = request.app.state.client_keys
+    try:
+        await keys.current()  # read again first when they are due
+    except SecretUnavailable:
+        return not_ready("client_keys_unavailable", keys.reason)
+{%- endif %}
+    return {"status": "ready", **degraded_fields(request.app.state)}
 
-    With REDIS_URL, `degraded` says whether this instance runs on its fallbacks because Redis
-    does not answer: no reason to leave rotation, every instance shares that Redis.
-    """
-    shared = degraded_fields(request.app.state)
-    if upstream.ready:
-        return {"status": "ready", **shared}
-    body = {"status": "not ready", "reason": upstream.reason, **shared}
+
+def not_ready(code: str, reason: str) -> JSONResponse:
+    body = {"status": "not ready", "code": code}
+    if SHOW_NOT_READY_DETAIL:  # the same rule as for the 503 errors (app/api/errors.py)
+        body["reason"] = reason
     return JSONResponse(body, status_code=503)

@@ -1,0 +1,1 @@
+"""One module per OpenAI API: the request it takes and the events it answers with."""
