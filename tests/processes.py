@@ -151,9 +151,12 @@ class Processes:
         wait_for(f"{service.url}/health", 200)
         return service
 
-    def fake(self, name: str, module: str, *args: str) -> Process:
-        """`python -m tests.fakes.<module> --port N ARGS` from the baked repo; waits for it."""
-        port = free_port()
+    def fake(self, name: str, module: str, *args: str, port: int | None = None) -> Process:
+        """`python -m tests.fakes.<module> --port N ARGS` from the baked repo; waits for it.
+
+        `port`: a fixed one, e.g. to start a stopped fake again where its clients expect it.
+        """
+        port = port or free_port()
         argv = ["python", "-m", f"tests.fakes.{module}", "--port", str(port), *args]
         log = self.logs / f"{name}.log"
         process = Process(name, _spawn(self.venv, self.project, argv, log, {}), log, port)

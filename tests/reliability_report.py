@@ -21,6 +21,9 @@ TITLES = {
     "sigterm": "SIGTERM during load",
     "secret_manager": "Secret Manager faults",
     "fuzz": "Schema fuzzing (schemathesis)",
+    "shared_limit": "One rate limit over three instances (Redis)",
+    "shared_budget": "One token budget, 200 concurrent calls over three instances (Redis)",
+    "redis_outage": "Redis stopped mid-load, then started again",
     "leak_scan": "Leak scan of every captured log",
 }
 
@@ -70,8 +73,9 @@ def render(results: dict[str, Any]) -> str:
         "# Reliability and security figures",
         "",
         "Measured by the template's slow tests (`tests/test_reliability.py`,",
-        "`tests/test_secret_faults.py`, `tests/test_fuzz.py`) against a baked service run as a",
-        "real uvicorn process on 127.0.0.1, and by the leak scan over every log the suite",
+        "`tests/test_secret_faults.py`, `tests/test_fuzz.py`, `tests/test_shared_limits.py`)",
+        "against a baked service run as real uvicorn processes on 127.0.0.1 (three behind one",
+        "redis-server for the shared limits), and by the leak scan over every log the suite",
         "captured (`tests/leaks.py`; its count, the same in every row, covers the whole suite).",
         "Regenerate after `make test`: `.venv/bin/python -m tests.reliability_report`.",
     ]

@@ -8,13 +8,14 @@ that pin the same requirements (conftest.service_venv).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Bake
+from tests.conftest import Bake, require
 from tests.leaks import SCAN
 
 # The generated repo's own test key (its tests/conftest.py): never in the suite's output.
@@ -30,6 +31,10 @@ BAKES = {
 }
 # A lower bound on each baked suite: a refactor that drops a test file shows up here.
 MIN_TESTS = {"default": 110, "api-key": 130, "none": 110, "chat-completions": 115}
+
+
+def redis_available() -> bool:
+    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
 
 
 def make(project: Path, venv: Path, *targets: str) -> subprocess.CompletedProcess[str]:
@@ -53,6 +58,8 @@ def passed_count(output: str) -> int:
 def suite_results(
     bake_once: Bake, service_venv: Callable[[Path], Path]
 ) -> dict[str, subprocess.CompletedProcess[str]]:
+    # The baked suites test the shared limits and budgets against a real redis-server.
+    require(redis_available(), "redis-server is not installed (apt-get install -y redis-server)")
     results = {}
     for name, answers in BAKES.items():
         project = bake_once(**answers)

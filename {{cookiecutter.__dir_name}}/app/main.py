@@ -13,7 +13,8 @@ from starlette.routing import BaseRoute
 from app.api.errors import install_error_handlers
 from app.api.guard import ClientGuard, document_guard
 from app.api.middleware import RequestContext
-from app.api.routes import chat, health
+from app.api.routes import budget, chat, health
+from app.core.budget import build_budget
 {%- if cookiecutter.client_auth == "api-key" %}
 from app.core.client_keys import ClientKeys
 {%- endif %}
@@ -21,6 +22,7 @@ from app.core.config import SERVICE_NAME, get_settings
 from app.core.logging import configure_logging
 from app.core.openai_client import Upstream
 from app.core.rate_limit import build_rate_limiter
+from app.core.shared_store import SharedStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     upstream = Upstream(settings)
     app.state.settings = settings
     app.state.upstream = upstream
-    app.state.rate_limiter = build_rate_limiter(settings)
+    # REDIS_URL: one limit and one budget for all instances (redis is only imported then).
+    store = SharedStore(settings) if settings.redis_url is not None else None
+    app.state.shared_store = store
+    app.state.rate_limiter = build_rate_limiter(settings, store)
+    app.state.budget = build_budget(settings, store)
     # Load in the background: /health answers at once, /ready once everything is loaded.
     loading = [asyncio.create_task(upstream.start())]
+    if store is not None:  # say now whether Redis answers
+        store.start()
 {%- if cookiecutter.client_auth == "api-key" %}
     app.state.client_keys = ClientKeys(settings)
     loading.append(asyncio.create_task(app.state.client_keys.refresh()))
@@ -47,6 +55,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in loading:
             task.cancel()
         await upstream.close()
+        if store is not None:
+            await store.close()
         logger.info("shut down")
 
 
@@ -67,6 +77,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
+    app.include_router(budget.router)
     document_guard(app)
     # The last added runs first: the trace and the body cap, then the guard.
     app.add_middleware(ClientGuard)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.core.budget import TokenBudget
 from app.core.config import Settings, get_settings
 from app.core.openai_client import Upstream
 
@@ -43,3 +44,11 @@ async def current_client(request: Request) -> str:
 
 
 ClientDep = Annotated[str, Depends(current_client)]
+
+
+async def get_budget(request: Request) -> TokenBudget:
+    budget: TokenBudget = request.app.state.budget
+    return budget
+
+
+BudgetDep = Annotated[TokenBudget, Depends(get_budget)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The template answers this service was generated with; everything else is plain Python.
@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # revoked key stops working within 30 s even when its replacement has the same size and mtime).
     client_keys_refresh_seconds: float = Field(default=30.0, gt=0, le=30)
 {%- endif %}
+
     # Conversations and the upstream call's time budget (OpenAI {{ "Responses" if cookiecutter.openai_api == "responses" else "Chat Completions" }} API)
     # The operator's instructions for every conversation; "" sends none.
     system_prompt: str = "You are a helpful assistant. Answer clearly and concisely."
@@ -73,6 +74,22 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=300.0, gt=5, le=3600)
     # A `: keep-alive` comment after this many silent seconds keeps proxies from closing a stream.
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=15)
+
+    # Shared limits and token budgets (Redis): unset, every instance counts on its own.
+    redis_url: SecretStr | None = None  # redis://[:PASSWORD@]HOST:PORT or rediss:// (TLS)
+    redis_ca_file: Path | None = None  # the server's CA (Memorystore in-transit encryption)
+    # Short: a Redis that does not answer must cost a request little (the fallbacks answer).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
+    token_budget_per_day: int = Field(default=0, ge=0)  # whole service; 0 = none
+    client_token_budget_per_day: int = Field(default=0, ge=0)  # per client; 0 = none
+    budget_fail_open: bool = False  # Redis down: let calls through uncounted instead of 503
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss:// (TLS)")
+        return url
 
     @property
     def trace_project(self) -> str:

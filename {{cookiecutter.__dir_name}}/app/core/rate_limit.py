@@ -1,8 +1,9 @@
 """Per-client rate limits: `build_rate_limiter(settings)` picks the store.
 
-Today that is a token bucket per client in this instance's memory. Cloud Run runs several
-instances, each with its own buckets, so the effective limit is per instance; a limit shared by
-all instances needs a shared store (e.g. Memorystore), behind the same `acquire`.
+Without REDIS_URL, a token bucket per client in this instance's memory: Cloud Run runs several
+instances, each with its own buckets, so the effective limit is per instance. With REDIS_URL, one
+limit per client for all instances (app/core/shared_limits.py), with these buckets as its
+fallback while Redis does not answer.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from app.core.shared_store import SharedStore
 
 
 class RateLimiter(Protocol):
@@ -23,8 +27,14 @@ class RateLimiter(Protocol):
         ...
 
 
-def build_rate_limiter(settings: Settings) -> RateLimiter:
-    return MemoryRateLimiter(settings.rate_limit_per_minute)
+def build_rate_limiter(settings: Settings, store: SharedStore | None = None) -> RateLimiter:
+    """Per instance, or shared through Redis when there is a store (REDIS_URL)."""
+    local = MemoryRateLimiter(settings.rate_limit_per_minute)
+    if store is None:
+        return local
+    from app.core.shared_limits import SharedRateLimiter
+
+    return SharedRateLimiter(store, settings.rate_limit_per_minute, local)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from app.api.deps import ClientDep, SettingsDep, UpstreamDep
+from app.api.deps import BudgetDep, ClientDep, SettingsDep, UpstreamDep
 from app.api.errors import documented_errors
 from app.api.sse import EventStream
 from app.core.config import Settings
@@ -129,14 +129,23 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/chat", response_model=ChatReply, responses=RESPONSES)
 async def chat(
-    body: ChatRequest, client: ClientDep, settings: SettingsDep, upstream: UpstreamDep
+    body: ChatRequest,
+    client: ClientDep,
+    settings: SettingsDep,
+    upstream: UpstreamDep,
+    budget: BudgetDep,
 ) -> Any:
     conversation = _conversation(body, settings)
     current_client.set(client)
     turns = conversation.turns
     chars = sum(len(turn["content"]) for turn in turns) + len(conversation.instructions)
     call = await call_started(
-        client, settings.openai_model, conversation.max_tokens, chars, stream=body.stream
+        client,
+        settings.openai_model,
+        conversation.max_tokens,
+        chars,
+        stream=body.stream,
+        budget=budget,
     )
     try:
         if body.stream:

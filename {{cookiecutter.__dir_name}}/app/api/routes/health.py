@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter{{ ", Request" if cookiecutter.client_auth == "api-key" else "" }}
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from app.api.errors import SHOW_NOT_READY_DETAIL
 from app.core.client_keys import ClientKeys
 from app.core.secrets import SecretUnavailable
 {%- endif %}
+from app.core.shared_store import degraded_fields
 
 router = APIRouter(tags=["health"])
 
@@ -34,9 +35,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", response_model=None, responses={503: {"model": NotReady}})
-async def ready({{ "request: Request, " if cookiecutter.client_auth == "api-key" else "" }}upstream: UpstreamDep) -> Any:
+async def ready(request: Request, upstream: UpstreamDep) -> Any:
     """Ready once everything this mode needs is loaded: the OpenAI key{{ " and the client API keys" if cookiecutter.client_auth == "api-key" else "" }}.
-    Else 503 with a short code; the log line written when loading failed has the reason."""
+    Else 503 with a short code; the log line written when loading failed has the reason.
+    With REDIS_URL, `degraded` says whether Redis does not answer and this instance runs on its
+    fallbacks: no reason to leave rotation, every instance shares that Redis."""
     if not upstream.ready:
         # Upstream.reason is "starting" until the first attempt to resolve the key has ended.
         code = "starting" if upstream.reason == "starting" else "openai_key_unavailable"
@@ -48,7 +51,7 @@ async def ready({{ "request: Request, " if cookiecutter.client_auth == "api-key"
     except SecretUnavailable:
         return not_ready("client_keys_unavailable", keys.reason)
 {%- endif %}
-    return {"status": "ready"}
+    return {"status": "ready", **degraded_fields(request.app.state)}
 
 
 def not_ready(code: str, reason: str) -> JSONResponse:
