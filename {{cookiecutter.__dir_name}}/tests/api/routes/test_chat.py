@@ -7,6 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.errors import SHOW_NOT_READY_DETAIL
 from app.core.config import DEFAULT_MODEL
 from tests.api.routes.chat_calls import (
     CAP_PARAMETER,
