@@ -338,18 +338,6 @@ def test_shared_limits_call_memorystore_sh_in_preflight_and_before_the_deploy(
     assert "--vpc-egress=private-ranges-only" in deploy
 
 
-def test_shared_limits_without_memorystore_sh_stop_before_anything_runs(
-    baked: Bake, sandbox: Sandboxes
-) -> None:
-    project = baked()
-    if (project / "scripts" / "memorystore.sh").exists():
-        pytest.skip("this repo has scripts/memorystore.sh")
-    run = sandbox().run(project, "--memorystore", "limits", OPENAI_API_KEY=TEST_KEY)
-    assert run.returncode == 1
-    assert "scripts/memorystore.sh" in run.stderr
-    assert run.calls == []
-
-
 def test_no_shared_limits_means_memorystore_sh_is_never_called(
     baked: Bake, sandbox: Sandboxes, tmp_path: Path
 ) -> None:

@@ -170,12 +170,10 @@ done
 ((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults in scripts/common.sh)."
 refuse_placeholder_project
 
-# Shared limits through Redis (issue: one limit for every instance): scripts/memorystore.sh
-# validates and provisions it when --memorystore or --redis-url-secret is given.
+# Limits shared by every instance live in Redis: scripts/memorystore.sh validates and provisions
+# it when --memorystore or --redis-url-secret is given.
 REDIS=no
 if [[ -n $MEMORYSTORE_INSTANCE || -n $REDIS_URL_SECRET ]]; then
-  [[ -f scripts/memorystore.sh ]] ||
-    die "--memorystore and --redis-url-secret need scripts/memorystore.sh, which this repo does not have."
   # shellcheck source=/dev/null  # scripts/memorystore.sh, checked on its own
   source scripts/memorystore.sh
   REDIS=yes
