@@ -392,6 +392,20 @@ case $CLIENT_AUTH in
     SECRET_MAPPINGS+=("$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest")
     env_vars+=",CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT" ;;
 esac
+# --[no-]allow-unauthenticated rewrites the service's IAM policy (run.services.setIamPolicy, which
+# a CI deployer with roles/run.developer lacks), so an existing service whose policy already
+# says the same is deployed without it.
+if [[ $SERVICE_EXISTS == yes && $DRY_RUN == no ]]; then
+  invokers=$(query gcloud run services get-iam-policy "$SERVICE_NAME" "${REGION_FLAGS[@]}" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)')
+  public=no wanted=no
+  [[ $'\n'$invokers$'\n' == *$'\n'roles/run.invoker$'\t'allUsers$'\n'* ]] && public=yes
+  [[ ${auth_flags[0]} == --allow-unauthenticated ]] && wanted=yes
+  if [[ $public == "$wanted" ]]; then
+    echo "The invoker policy is already right ($([[ $public == yes ]] && echo public || echo private)); left as it is."
+    auth_flags=()
+  fi
+fi
 # Exactly these variables: --set-env-vars replaces what the service had (console edits too).
 for setting in ${DEPLOY_ENV[@]+"${DEPLOY_ENV[@]}"}; do
   env_vars+=",$setting"
@@ -405,7 +419,7 @@ deploy=(gcloud run deploy "$SERVICE_NAME" --image="$IMAGE" "${REGION_FLAGS[@]}"
   --timeout="$REQUEST_TIMEOUT_SECONDS" --cpu-boost
   --startup-probe='httpGet.path=/ready,periodSeconds=5,timeoutSeconds=3,failureThreshold=24'
   --labels="app=$SERVICE_NAME,managed-by=deploy-sh,client-auth=$CLIENT_AUTH"
-  "${auth_flags[@]}" --set-secrets="$secret_list" --set-env-vars="$env_vars"
+  ${auth_flags[@]+"${auth_flags[@]}"} --set-secrets="$secret_list" --set-env-vars="$env_vars"
   ${DEPLOY_FLAGS[@]+"${DEPLOY_FLAGS[@]}"} --quiet)
 
 if [[ $SERVICE_EXISTS == yes ]]; then
