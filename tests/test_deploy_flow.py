@@ -5,7 +5,6 @@ gets and in which order, builds, client_auth modes, secrets on stdin, preflight 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.fixtures.deploy import (
     TEST_KEY,
     Sandboxes,
     flag_value,
+    printed_commands,
     printed_gcloud_lines,
     sha256,
 )
@@ -338,11 +338,6 @@ def test_binding_waits_for_a_new_service_account(baked: Bake, sandbox: Sandboxes
     bindings = [c for c in run.argvs() if c[:2] == ["secrets", "add-iam-policy-binding"]]
     assert len(bindings) == 2
     assert "not visible to IAM yet; retrying in 5 s" in run.stdout
-
-
-def printed_commands(stdout: str) -> list[list[str]]:
-    """The "+ tool ..." lines a run printed, as argv (tool first)."""
-    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
 
 
 def heads(commands: list[list[str]]) -> list[tuple[str, ...]]:

@@ -289,67 +289,6 @@ def test_cleanup_policy_keeps_the_last_images_and_is_set_only_when_it_changes(
     assert "--no-dry-run" in call["argv"]
 
 
-# A stand-in for scripts/memorystore.sh (another part of deploy.sh's contract): it records when
-# deploy.sh calls it and adds what the real one adds to the deploy.
-MEMORYSTORE_STUB = """# shellcheck shell=bash
-redis_preflight() {
-  echo "redis_preflight $MEMORYSTORE_INSTANCE|$REDIS_URL_SECRET|$VPC_NETWORK|$VPC_SUBNET"
-}
-redis_ensure() {
-  echo "redis_ensure $RUNTIME_SA_EMAIL"
-  SECRET_MAPPINGS+=("REDIS_URL=$SERVICE_NAME-redis-url:latest")
-  DEPLOY_ENV+=(REDIS_CA_FILE=/secrets/redis-ca/ca.pem)
-  DEPLOY_FLAGS+=(--network="$VPC_NETWORK" --subnet="$VPC_SUBNET" --vpc-egress=private-ranges-only)
-}
-"""
-
-
-@pytest.mark.parametrize(
-    ("args", "env"),
-    [
-        (["--memorystore", "limits", "--network", "vpc-1", "--subnet", "sub-1"], {}),
-        ([], {"REDIS_URL_SECRET": "my-redis-url"}),
-    ],
-    ids=["memorystore-flag", "redis-url-secret-env"],
-)
-def test_shared_limits_call_memorystore_sh_in_preflight_and_before_the_deploy(
-    baked: Bake, sandbox: Sandboxes, tmp_path: Path, args: list[str], env: dict[str, str]
-) -> None:
-    """With --memorystore or --redis-url-secret, redis_preflight runs in preflight (before any
-    change) and redis_ensure after the runtime account exists and before the deploy, whose
-    --set-secrets, variables and flags then carry what it added."""
-    project = tmp_path / "my-service"
-    shutil.copytree(baked(), project)
-    (project / "scripts" / "memorystore.sh").write_text(MEMORYSTORE_STUB)
-    run = sandbox().run(project, *args, OPENAI_API_KEY=TEST_KEY, **env)
-    assert run.returncode == 0, run.stderr
-    out = run.stdout
-    network = "vpc-1|sub-1" if args else "default|default"
-    assert (
-        f"redis_preflight {args[1] if args else ''}|{env.get('REDIS_URL_SECRET', '')}|{network}"
-        in out
-    )
-    assert out.index("redis_preflight") < out.index("Preflight passed.") < out.index("[2/11]")
-    assert out.index("Runtime service account") < out.index("redis_ensure my-service@acme-prod-42")
-    assert out.index("redis_ensure") < out.index("Deploy the first revision")
-    deploy = run.call("gcloud", "run", "deploy")["argv"]
-    assert "REDIS_URL=my-service-redis-url:latest" in flag_value(deploy, "set-secrets").split(",")
-    assert flag_value(deploy, "set-env-vars").endswith(",REDIS_CA_FILE=/secrets/redis-ca/ca.pem")
-    assert "--vpc-egress=private-ranges-only" in deploy
-
-
-def test_no_shared_limits_means_memorystore_sh_is_never_called(
-    baked: Bake, sandbox: Sandboxes, tmp_path: Path
-) -> None:
-    project = tmp_path / "my-service"
-    shutil.copytree(baked(), project)
-    (project / "scripts" / "memorystore.sh").write_text(MEMORYSTORE_STUB)
-    run = sandbox().run(project, OPENAI_API_KEY=TEST_KEY)
-    assert run.returncode == 0, run.stderr
-    assert "redis_" not in run.stdout
-    assert "[1/10]" in run.stdout
-
-
 def test_unknown_option_is_a_usage_error(baked: Bake, sandbox: Sandboxes) -> None:
     """A mistyped flag stops with status 2 before anything runs."""
     run = sandbox().run(baked(), "--regoin=us-east1")

@@ -192,7 +192,8 @@ CANDIDATE_TAG="candidate-$(date -u +%y%m%d-%H%M%S)"
 # Deploys through cloudbuild.yaml (ci_provider=cloud-build) need Cloud Build after a local build too.
 if [[ $BUILD == cloud || $CI_PROVIDER == cloud-build ]]; then REQUIRED_APIS+=(cloudbuild.googleapis.com); fi
 # shellcheck disable=SC2034  # read by scripts/common.sh (step, parse_options, resolve_target)
-if [[ $REDIS == yes ]]; then STEPS=11; else STEPS=10; fi
+STEPS=10
+[[ $REDIS == no ]] || STEPS=$((STEPS + REDIS_STEPS))
 [[ $DRY_RUN == yes ]] && echo "Dry run: printing the commands a fresh project needs; none is run."
 
 if [[ $CLIENT_AUTH == none ]]; then
@@ -375,10 +376,7 @@ for secret in "${secrets[@]}"; do
   fi
 done
 
-if [[ $REDIS == yes ]]; then
-  step "Shared limits: Redis for $SERVICE_NAME"
-  redis_ensure
-fi
+[[ $REDIS == no ]] || redis_ensure  # its own step
 
 # The project qualifies the trace ids in the service's logs, so they group under Cloud Run's.
 # REQUEST_TIMEOUT_SECONDS tells the service Cloud Run's timeout, so it ends a stream itself first.
