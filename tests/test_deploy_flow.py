@@ -19,6 +19,7 @@ from tests.fixtures.deploy import (
     flag_value,
     printed_commands,
     printed_gcloud_lines,
+    replay_all,
     sha256,
 )
 
@@ -131,6 +132,24 @@ def test_builds_remotely_when_docker_is_missing(baked: Bake, sandbox: Sandboxes)
         run.call("gcloud", "run", "deploy")["argv"], "image"
     )
     assert "cloudbuild.googleapis.com" in run.call("gcloud", "services", "enable")["argv"]
+
+
+@pytest.mark.gcloud
+def test_remote_build_in_ci_waits_without_streaming_the_log(
+    baked: Bake, sandbox: Sandboxes, real_gcloud: str, tmp_path: Path
+) -> None:
+    """Streaming a build's log needs project Viewer, which the CI deployer lacks: under CI
+    (GitHub Actions and cloudbuild.yaml set CI=true) `builds submit` gets --suppress-logs, which
+    the real gcloud parser accepts; from a laptop the log streams as before."""
+    box = sandbox(docker=False)
+    laptop = box.run(baked(), OPENAI_API_KEY=TEST_KEY)
+    ci = box.run(baked(), CI="true")
+    assert laptop.returncode == 0, laptop.stderr
+    assert ci.returncode == 0, ci.stderr
+    assert "--suppress-logs" not in laptop.call("gcloud", "builds", "submit")["argv"]
+    submit = ci.call("gcloud", "builds", "submit")["argv"]
+    assert "--suppress-logs" in submit
+    replay_all(real_gcloud, [submit], baked(), tmp_path)
 
 
 def test_remote_build_names_the_account_that_builds(baked: Bake, sandbox: Sandboxes) -> None:

@@ -332,8 +332,13 @@ if [[ $BUILD == cloud ]]; then
     build_account=${build_account##*/}
     echo "Cloud Build builds as ${build_account:-its default service account}."
   fi
-  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" . ||
-    die "the Cloud Build build failed (its log is above)." \
+  # Streaming the build's log from Cloud Build's default bucket needs project Viewer, which a CI
+  # deployer does not have (gcloud would fail although the build goes on): in CI gcloud only
+  # waits for the result and prints the log's console URL.
+  log_flags=()
+  [[ -z ${CI:-} ]] || log_flags=(--suppress-logs)
+  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" ${log_flags[@]+"${log_flags[@]}"} . ||
+    die "the Cloud Build build failed (its log is above, or at the URL gcloud printed)." \
       "$(build_grants "${build_account:-BUILD_ACCOUNT}")"
 else
   # Cloud Run runs linux/amd64 images only; buildx cross-builds on Apple silicon.
