@@ -106,7 +106,7 @@ def test_rerun_creates_nothing_and_changes_no_policy(baked: Bake, sandbox: Sandb
     )
     assert "Secret openai-api-key exists." in rerun.stdout
     assert "APIs already enabled" in rerun.stdout
-    assert "The runtime account can already read openai-api-key." in rerun.stdout
+    assert "has roles/secretmanager.secretAccessor on secret openai-api-key." in rerun.stdout
 
 
 def test_stops_before_deploying_without_secret_or_key(baked: Bake, sandbox: Sandboxes) -> None:

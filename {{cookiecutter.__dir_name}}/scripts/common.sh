@@ -261,13 +261,27 @@ retry_while_new_account() {
 
 # has_binding ROLE MEMBER GET_IAM_POLICY_COMMAND...: true when the policy that command reads
 # (e.g. secrets get-iam-policy NAME) already grants ROLE to MEMBER, so a rerun changes no IAM
-# policy and needs no right to change one.
+# policy and needs no right to change one. One "ROLE<tab>MEMBER" line per member of each binding,
+# matched here rather than with --filter, whose pattern rules would read the ":" in
+# "serviceAccount:..." as an operator.
 has_binding() {
-  local role=$1 member=$2 found
+  local role=$1 member=$2 policy
   shift 2
-  found=$(query gcloud "$@" "${PROJECT[@]}" --flatten='bindings[].members' \
-    --filter="bindings.role=$role AND bindings.members=$member" --format='value(bindings.members)')
-  [[ -n $found ]]
+  policy=$(query gcloud "$@" --project="$PROJECT_ID" --flatten='bindings[].members' \
+    --format='value(bindings.role,bindings.members)')
+  [[ $'\n'$policy$'\n' == *$'\n'"$role"$'\t'"$member"$'\n'* ]]
+}
+
+# grant_on_secret SECRET MEMBER ROLE: bind ROLE on the one secret (never project-wide) unless its
+# policy already has the binding. Reading the policy needs only roles/secretmanager.viewer.
+grant_on_secret() {
+  local secret=$1 member=$2 role=$3
+  if has_binding "$role" "$member" secrets get-iam-policy "$secret"; then
+    echo "$member already has $role on secret $secret."
+  else
+    retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT_ID" \
+      --member="$member" --role="$role" --condition=None --format=none
+  fi
 }
 
 # query COMMAND...: show a read-only gcloud command (on the script's own stdout, fd 3, even when

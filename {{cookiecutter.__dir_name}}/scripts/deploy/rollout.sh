@@ -372,13 +372,7 @@ done
 step "Grant $SECRET_ACCESSOR on ${secrets[*]} to the runtime account"
 # On each secret only, not project-wide: the service can read its own secrets and nothing else.
 for secret in "${secrets[@]}"; do
-  if has_binding "$SECRET_ACCESSOR" "serviceAccount:$RUNTIME_SA_EMAIL" secrets get-iam-policy "$secret"; then
-    echo "The runtime account can already read $secret."
-  else
-    retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
-      --member="serviceAccount:$RUNTIME_SA_EMAIL" --role="$SECRET_ACCESSOR" --condition=None \
-      --format=none
-  fi
+  grant_on_secret "$secret" "serviceAccount:$RUNTIME_SA_EMAIL" "$SECRET_ACCESSOR"
 done
 
 [[ $REDIS == no ]] || redis_ensure  # its own step
