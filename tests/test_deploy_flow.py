@@ -5,7 +5,6 @@ gets and in which order, builds, client_auth modes, secrets on stdin, preflight 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,9 @@ from tests.fixtures.deploy import (
     TEST_KEY,
     Sandboxes,
     flag_value,
+    printed_commands,
     printed_gcloud_lines,
+    replay_all,
     sha256,
 )
 
@@ -105,7 +106,7 @@ def test_rerun_creates_nothing_and_changes_no_policy(baked: Bake, sandbox: Sandb
     )
     assert "Secret openai-api-key exists." in rerun.stdout
     assert "APIs already enabled" in rerun.stdout
-    assert "The runtime account can already read openai-api-key." in rerun.stdout
+    assert "has roles/secretmanager.secretAccessor on secret openai-api-key." in rerun.stdout
 
 
 def test_stops_before_deploying_without_secret_or_key(baked: Bake, sandbox: Sandboxes) -> None:
@@ -131,6 +132,24 @@ def test_builds_remotely_when_docker_is_missing(baked: Bake, sandbox: Sandboxes)
         run.call("gcloud", "run", "deploy")["argv"], "image"
     )
     assert "cloudbuild.googleapis.com" in run.call("gcloud", "services", "enable")["argv"]
+
+
+@pytest.mark.gcloud
+def test_remote_build_in_ci_waits_without_streaming_the_log(
+    baked: Bake, sandbox: Sandboxes, real_gcloud: str, tmp_path: Path
+) -> None:
+    """Streaming a build's log needs project Viewer, which the CI deployer lacks: under CI
+    (GitHub Actions and cloudbuild.yaml set CI=true) `builds submit` gets --suppress-logs, which
+    the real gcloud parser accepts; from a laptop the log streams as before."""
+    box = sandbox(docker=False)
+    laptop = box.run(baked(), OPENAI_API_KEY=TEST_KEY)
+    ci = box.run(baked(), CI="true")
+    assert laptop.returncode == 0, laptop.stderr
+    assert ci.returncode == 0, ci.stderr
+    assert "--suppress-logs" not in laptop.call("gcloud", "builds", "submit")["argv"]
+    submit = ci.call("gcloud", "builds", "submit")["argv"]
+    assert "--suppress-logs" in submit
+    replay_all(real_gcloud, [submit], baked(), tmp_path)
 
 
 def test_remote_build_names_the_account_that_builds(baked: Bake, sandbox: Sandboxes) -> None:
@@ -338,11 +357,6 @@ def test_binding_waits_for_a_new_service_account(baked: Bake, sandbox: Sandboxes
     bindings = [c for c in run.argvs() if c[:2] == ["secrets", "add-iam-policy-binding"]]
     assert len(bindings) == 2
     assert "not visible to IAM yet; retrying in 5 s" in run.stdout
-
-
-def printed_commands(stdout: str) -> list[list[str]]:
-    """The "+ tool ..." lines a run printed, as argv (tool first)."""
-    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
 
 
 def heads(commands: list[list[str]]) -> list[tuple[str, ...]]:

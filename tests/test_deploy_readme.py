@@ -90,12 +90,39 @@ def test_readme_explains_domain_restricted_sharing_for_public_modes(
         assert "policy exception" in text
 
 
-@pytest.mark.parametrize("ci_provider", ["cloud-build", "github-actions"])
-def test_readme_names_the_build_account_and_its_grants(bake_once: Bake, ci_provider: str) -> None:
+RUNTIME_ACCOUNT = "my-service@my-gcp-project.iam.gserviceaccount.com"
+# The deployer's roles in the CI/CD section, each on the narrowest resource: (command, resource).
+DEPLOYER_ROLES = {
+    "roles/run.developer": ("projects", "my-gcp-project"),
+    "roles/serviceusage.serviceUsageViewer": ("projects", "my-gcp-project"),
+    "roles/cloudbuild.builds.editor": ("projects", "my-gcp-project"),
+    "roles/iam.serviceAccountUser": ("service-accounts", RUNTIME_ACCOUNT),
+    "roles/secretmanager.viewer": ("secrets", "openai-api-key"),
+}
+IAM_SMOKE_ROLES = {
+    "roles/run.invoker": ("services", "my-service"),
+    "roles/iam.serviceAccountOpenIdTokenCreator": ("service-accounts", BUILD_ACCOUNT),
+}
+
+
+def role_and_resource(argv: list[str]) -> tuple[str, tuple[str, str]]:
+    """`... KIND add-iam-policy-binding RESOURCE ... --role=ROLE` -> (ROLE, (KIND, RESOURCE))."""
+    at = argv.index("add-iam-policy-binding")
+    return flag_value(argv, "role"), (argv[at - 1], argv[at + 1])
+
+
+@pytest.mark.parametrize(
+    ("ci_provider", "client_auth"),
+    [("cloud-build", "iam"), ("cloud-build", "none"), ("github-actions", "iam")],
+)
+def test_readme_names_the_build_account_and_its_grants(
+    bake_once: Bake, ci_provider: str, client_auth: str
+) -> None:
     """Remote builds: the README shows how to find the account Cloud Build runs as and grants
-    it exactly the roles a build needs; with cloudbuild.yaml also run.admin and
-    serviceAccountUser on the runtime account only."""
-    project = bake_once(ci_provider=ci_provider)
+    it exactly the roles a build needs; with cloudbuild.yaml also the deployer's least-privilege
+    roles, none of them run.admin, each on the narrowest resource (the smoke test's two only
+    when the service is private)."""
+    project = bake_once(ci_provider=ci_provider, client_auth=client_auth)
     deploy = readme_gcloud_lines(readme_section(project, "Deploy to Cloud Run"))
     assert ["builds", "get-default-service-account", "--project=my-gcp-project",
             "--format=value(serviceAccountEmail)"] in deploy  # fmt: skip
@@ -107,13 +134,10 @@ def test_readme_names_the_build_account_and_its_grants(bake_once: Bake, ci_provi
     }
     assert granted == BUILD_GRANTS
     cicd = readme_gcloud_lines(readme_section(project, "CI/CD"))
-    roles = {flag_value(argv, "role"): argv for argv in cicd if any("--role=" in a for a in argv)}
+    roles = dict(role_and_resource(argv) for argv in cicd if "add-iam-policy-binding" in argv)
     if ci_provider == "cloud-build":
-        assert set(roles) == {"roles/run.admin", "roles/iam.serviceAccountUser"}
-        assert roles["roles/iam.serviceAccountUser"][:4] == [
-            "iam", "service-accounts", "add-iam-policy-binding",
-            "my-service@my-gcp-project.iam.gserviceaccount.com",
-        ]  # fmt: skip
+        expected = DEPLOYER_ROLES | (IAM_SMOKE_ROLES if client_auth == "iam" else {})
+        assert roles == expected
     else:
         assert roles == {}
 

@@ -6,12 +6,16 @@ leaves the traffic where it was. The first deploy of a service goes out directly
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Bake
 from tests.fixtures.deploy import (
     CLIENT_KEYS,
     IDENTITY_TOKEN,
+    PROJECT,
     TEST_KEY,
     Deploy,
     Sandbox,
@@ -270,3 +274,30 @@ def test_smoke_test_calls_the_tag_url_unless_given_one(
     given = box.run(project, "--smoke-url", smoke_server.url(), SMOKE_URL="http://127.0.0.1:9/x")
     assert given.returncode == 0, given.stderr
     assert all(argv[-1].startswith(smoke_server.url()) for argv in given.argvs("curl"))
+
+
+@pytest.mark.parametrize("client_auth", ["iam", "api-key"])
+def test_rerun_leaves_a_right_invoker_policy_alone(
+    baked: Bake, sandbox: Sandboxes, client_auth: str
+) -> None:
+    """--[no-]allow-unauthenticated rewrites the service's IAM policy (run.services.setIamPolicy,
+    which a CI deployer with run.developer lacks): an existing service whose policy already says
+    the same is deployed without either flag; one whose policy changed gets it back."""
+    box = sandbox()
+    project = baked(client_auth=client_auth)
+    deployed(box, project)
+    rerun = box.run(project)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.has("gcloud", "run", "services", "get-iam-policy", "my-service")
+    deploy = rerun.call("gcloud", "run", "deploy")["argv"]
+    assert not {"--allow-unauthenticated", "--no-allow-unauthenticated"} & set(deploy)
+    assert "The invoker policy is already right" in rerun.stdout
+    state = json.loads((box.state / "state.json").read_text())
+    service = state["services"][f"{PROJECT}:us-central1:my-service"]
+    service["public"] = client_auth == "iam"  # someone changed it by hand
+    (box.state / "state.json").write_text(json.dumps(state))
+    fixed = box.run(project)
+    assert fixed.returncode == 0, fixed.stderr
+    wanted = "--no-allow-unauthenticated" if client_auth == "iam" else "--allow-unauthenticated"
+    assert wanted in fixed.call("gcloud", "run", "deploy")["argv"]
+    assert box.service()["public"] is (client_auth != "iam")

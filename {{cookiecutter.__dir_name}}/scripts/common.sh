@@ -230,40 +230,58 @@ exists() {
 }
 
 # run_with_stdin VALUE COMMAND...: give VALUE to COMMAND on stdin. printf is a builtin, so the
-# value never appears in any process's argv; in dry-run mode it is not printed either.
+# value never appears in any process's argv; it is not printed either.
 run_with_stdin() {
   local value=$1
   shift
   DRY_RUN=yes run "$@"
-  printf '  (stdin: the secret value from the environment, not shown)\n'
+  printf '  (stdin: the secret value, not shown)\n'
   [[ $DRY_RUN == yes ]] || printf '%s' "$value" | "$@"
 }
 
-# IAM is eventually consistent: a service account created seconds ago can still be refused as
-# INVALID_ARGUMENT ("does not exist") in a policy binding. Retry that error only, with back-off.
+# Seconds before the first retry of a binding (then twice, three times ... as long).
+IAM_RETRY_DELAY=${IAM_RETRY_DELAY:-5}
+
+# retry_while_new_account COMMAND...: run an add-iam-policy-binding. IAM is eventually
+# consistent: a service account created seconds ago can still be refused as INVALID_ARGUMENT
+# ("... does not exist") for about a minute, so that error only is retried, with back-off.
 retry_while_new_account() {
   local attempt errors
   DRY_RUN=yes run "$@"
   [[ $DRY_RUN == no ]] || return 0
-  for attempt in 1 2 3 4; do
+  for attempt in 1 2 3 4 5; do
     errors=$("$@" 2>&1 >/dev/null) && return 0
-    if [[ $errors != *INVALID_ARGUMENT* ]] || ((attempt == 4)); then
+    if [[ $errors != *INVALID_ARGUMENT* && $errors != *"does not exist"* ]] || ((attempt == 5)); then
       die "$(printf '%q ' "$@")failed:" "$errors"
     fi
-    echo "The new service account is not visible to IAM yet; retrying in $((attempt * 5)) s."
-    sleep "$((attempt * 5))"
+    echo "The new service account is not visible to IAM yet; retrying in $((attempt * IAM_RETRY_DELAY)) s."
+    sleep "$((attempt * IAM_RETRY_DELAY))"
   done
 }
 
 # has_binding ROLE MEMBER GET_IAM_POLICY_COMMAND...: true when the policy that command reads
 # (e.g. secrets get-iam-policy NAME) already grants ROLE to MEMBER, so a rerun changes no IAM
-# policy and needs no right to change one.
+# policy and needs no right to change one. One "ROLE<tab>MEMBER" line per member of each binding,
+# matched here rather than with --filter, whose pattern rules would read the ":" in
+# "serviceAccount:..." as an operator.
 has_binding() {
-  local role=$1 member=$2 found
+  local role=$1 member=$2 policy
   shift 2
-  found=$(query gcloud "$@" "${PROJECT[@]}" --flatten='bindings[].members' \
-    --filter="bindings.role=$role AND bindings.members=$member" --format='value(bindings.members)')
-  [[ -n $found ]]
+  policy=$(query gcloud "$@" --project="$PROJECT_ID" --flatten='bindings[].members' \
+    --format='value(bindings.role,bindings.members)')
+  [[ $'\n'$policy$'\n' == *$'\n'"$role"$'\t'"$member"$'\n'* ]]
+}
+
+# grant_on_secret SECRET MEMBER ROLE: bind ROLE on the one secret (never project-wide) unless its
+# policy already has the binding. Reading the policy needs only roles/secretmanager.viewer.
+grant_on_secret() {
+  local secret=$1 member=$2 role=$3
+  if has_binding "$role" "$member" secrets get-iam-policy "$secret"; then
+    echo "$member already has $role on secret $secret."
+  else
+    retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT_ID" \
+      --member="$member" --role="$role" --condition=None --format=none
+  fi
 }
 
 # query COMMAND...: show a read-only gcloud command (on the script's own stdout, fd 3, even when

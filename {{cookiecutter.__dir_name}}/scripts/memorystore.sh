@@ -157,7 +157,7 @@ _redis_store_secret() {
     status=$?
   if ((status == 1)); then
     echo "Creating secret $name ($what, on stdin)."
-    pipe_secret "$value" gcloud secrets create "$name" --project="$PROJECT_ID" \
+    run_with_stdin "$value" gcloud secrets create "$name" --project="$PROJECT_ID" \
       --replication-policy=automatic --data-file=-
     return
   fi
@@ -172,7 +172,7 @@ _redis_store_secret() {
     return
   fi
   echo "Secret $name ($what) changed: adding a version (on stdin)."
-  pipe_secret "$value" gcloud secrets versions add "$name" --project="$PROJECT_ID" --data-file=-
+  run_with_stdin "$value" gcloud secrets versions add "$name" --project="$PROJECT_ID" --data-file=-
 }
 
 # redis_ensure: create what is missing, then add the secrets, variables and flags to the deploy.

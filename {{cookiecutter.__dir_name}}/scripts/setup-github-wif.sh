@@ -280,9 +280,9 @@ else
   run gcloud iam service-accounts create "$DEPLOYER_ID" "${PROJECT[@]}" \
     --display-name="GitHub Actions deployer: $SERVICE_NAME"
 fi
-# Each binding is retried while IAM catches up with a deployer created seconds ago (gcloud_grant).
+# Each binding is retried while IAM catches up with a deployer created seconds ago (retry_while_new_account).
 # GitHub workflows of this repository (and no other) may act as the deployer.
-gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
+retry_while_new_account gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
   --role=roles/iam.workloadIdentityUser \
   --member="principalSet://iam.googleapis.com/$POOL_NAME/attribute.repository/$GITHUB_REPO" \
   --condition=None --format=none
@@ -290,21 +290,21 @@ gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${P
 # services update-traffic, services describe) but cannot change who may invoke the service;
 # serviceUsageViewer lets deploy.sh see that its APIs are on and skip `services enable`.
 for role in roles/run.developer roles/serviceusage.serviceUsageViewer; do
-  gcloud_grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
+  retry_while_new_account gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
     --role="$role" --condition=None --format=none
 done
 # Everything else on the one resource it is for: push images to the one repository ...
-gcloud_grant gcloud artifacts repositories add-iam-policy-binding "$ARTIFACT_REGISTRY_REPO" \
+retry_while_new_account gcloud artifacts repositories add-iam-policy-binding "$ARTIFACT_REGISTRY_REPO" \
   --location="$REGION" "${PROJECT[@]}" --member="$DEPLOYER_MEMBER" \
   --role=roles/artifactregistry.writer --format=none
 # ... deploy a service that runs as the runtime account (actAs on that account only) ...
-gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$RUNTIME" "${PROJECT[@]}" \
+retry_while_new_account gcloud iam service-accounts add-iam-policy-binding "$RUNTIME" "${PROJECT[@]}" \
   --member="$DEPLOYER_MEMBER" --role=roles/iam.serviceAccountUser --condition=None --format=none
 # ... and see the secrets and their policies (describe, versions describe, get-iam-policy), never
 # their values. The runtime account's access is bound here, once, by someone who may change IAM,
 # so deploy.sh in CI finds the binding and changes nothing.
 for secret in "${secrets[@]}"; do
-  gcloud_grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+  retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
     --member="$DEPLOYER_MEMBER" --role=roles/secretmanager.viewer --condition=None --format=none
   grant_on_secret "$secret" "serviceAccount:$RUNTIME" roles/secretmanager.secretAccessor
 done
@@ -312,10 +312,10 @@ if [[ $CLIENT_AUTH == iam ]]; then
   # deploy.sh's smoke test calls the private candidate revision with an identity token minted for
   # the deployer itself (gcloud auth print-identity-token --impersonate-service-account=DEPLOYER
   # --audiences=TAG_URL), which Cloud Run accepts from an invoker of this service only.
-  gcloud_grant gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
+  retry_while_new_account gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" "${PROJECT[@]}" \
     --member="$DEPLOYER_MEMBER" --role=roles/iam.serviceAccountOpenIdTokenCreator \
     --condition=None --format=none
-  gcloud_grant gcloud run services add-iam-policy-binding "$SERVICE_NAME" --region="$REGION" \
+  retry_while_new_account gcloud run services add-iam-policy-binding "$SERVICE_NAME" --region="$REGION" \
     "${PROJECT[@]}" --member="$DEPLOYER_MEMBER" --role=roles/run.invoker --format=none
 fi
 
@@ -331,13 +331,13 @@ if [[ -n $MEMORYSTORE_INSTANCE ]]; then
       --permissions=redis.instances.getAuthString --stage=GA
   fi
   for role in roles/redis.viewer roles/compute.networkViewer "projects/$PROJECT_ID/roles/$auth_role"; do
-    gcloud_grant gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
+    retry_while_new_account gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$DEPLOYER_MEMBER" \
       --role="$role" --condition=None --format=none
   done
   for secret in "${redis_secrets[@]}"; do
     for role in roles/secretmanager.viewer roles/secretmanager.secretAccessor \
       roles/secretmanager.secretVersionAdder; do
-      gcloud_grant gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
+      retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
         --member="$DEPLOYER_MEMBER" --role="$role" --condition=None --format=none
     done
     grant_on_secret "$secret" "serviceAccount:$RUNTIME" roles/secretmanager.secretAccessor

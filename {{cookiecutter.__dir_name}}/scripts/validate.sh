@@ -1,12 +1,11 @@
 # shellcheck shell=bash
 # Validators for deployment settings, sourced by deploy.sh and the other scripts in scripts/.
-# The rules are the template's pre-gen hook's (hooks/pre_gen_project.py; a template test proves
-# they agree), so a value that would break a deploy half-way is refused before anything runs.
+# A value that would break a deploy half-way is refused here, before anything runs.
 # Each validate_* function takes VALUE [LABEL], returns 0 when VALUE is valid, else prints one
 # line naming the rule and a valid example to stderr and returns 1.
 
 # Cloud Run regions: a snapshot of https://cloud.google.com/run/docs/locations, checked 2026-12-01.
-# A region needs one line here and one in the template's pre-gen hook (a template test compares them).
+# A region Cloud Run adds later needs one word here.
 CLOUD_RUN_REGIONS="
   africa-south1 asia-east1 asia-east2 asia-northeast1 asia-northeast2 asia-northeast3
   asia-south1 asia-south2 asia-southeast1 asia-southeast2 australia-southeast1

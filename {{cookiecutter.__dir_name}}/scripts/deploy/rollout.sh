@@ -170,12 +170,10 @@ done
 ((invalid == 0)) || die "nothing was run; fix the values above (flags, environment variables, or the defaults in scripts/common.sh)."
 refuse_placeholder_project
 
-# Shared limits through Redis (issue: one limit for every instance): scripts/memorystore.sh
-# validates and provisions it when --memorystore or --redis-url-secret is given.
+# Limits shared by every instance live in Redis: scripts/memorystore.sh validates and provisions
+# it when --memorystore or --redis-url-secret is given.
 REDIS=no
 if [[ -n $MEMORYSTORE_INSTANCE || -n $REDIS_URL_SECRET ]]; then
-  [[ -f scripts/memorystore.sh ]] ||
-    die "--memorystore and --redis-url-secret need scripts/memorystore.sh, which this repo does not have."
   # shellcheck source=/dev/null  # scripts/memorystore.sh, checked on its own
   source scripts/memorystore.sh
   REDIS=yes
@@ -194,7 +192,8 @@ CANDIDATE_TAG="candidate-$(date -u +%y%m%d-%H%M%S)"
 # Deploys through cloudbuild.yaml (ci_provider=cloud-build) need Cloud Build after a local build too.
 if [[ $BUILD == cloud || $CI_PROVIDER == cloud-build ]]; then REQUIRED_APIS+=(cloudbuild.googleapis.com); fi
 # shellcheck disable=SC2034  # read by scripts/common.sh (step, parse_options, resolve_target)
-if [[ $REDIS == yes ]]; then STEPS=11; else STEPS=10; fi
+STEPS=10
+[[ $REDIS == no ]] || STEPS=$((STEPS + REDIS_STEPS))
 [[ $DRY_RUN == yes ]] && echo "Dry run: printing the commands a fresh project needs; none is run."
 
 if [[ $CLIENT_AUTH == none ]]; then
@@ -333,8 +332,13 @@ if [[ $BUILD == cloud ]]; then
     build_account=${build_account##*/}
     echo "Cloud Build builds as ${build_account:-its default service account}."
   fi
-  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" . ||
-    die "the Cloud Build build failed (its log is above)." \
+  # Streaming the build's log from Cloud Build's default bucket needs project Viewer, which a CI
+  # deployer does not have (gcloud would fail although the build goes on): in CI gcloud only
+  # waits for the result and prints the log's console URL.
+  log_flags=()
+  [[ -z ${CI:-} ]] || log_flags=(--suppress-logs)
+  run gcloud builds submit --tag="$IMAGE" "${PROJECT[@]}" ${log_flags[@]+"${log_flags[@]}"} . ||
+    die "the Cloud Build build failed (its log is above, or at the URL gcloud printed)." \
       "$(build_grants "${build_account:-BUILD_ACCOUNT}")"
 else
   # Cloud Run runs linux/amd64 images only; buildx cross-builds on Apple silicon.
@@ -368,19 +372,10 @@ done
 step "Grant $SECRET_ACCESSOR on ${secrets[*]} to the runtime account"
 # On each secret only, not project-wide: the service can read its own secrets and nothing else.
 for secret in "${secrets[@]}"; do
-  if has_binding "$SECRET_ACCESSOR" "serviceAccount:$RUNTIME_SA_EMAIL" secrets get-iam-policy "$secret"; then
-    echo "The runtime account can already read $secret."
-  else
-    retry_while_new_account gcloud secrets add-iam-policy-binding "$secret" "${PROJECT[@]}" \
-      --member="serviceAccount:$RUNTIME_SA_EMAIL" --role="$SECRET_ACCESSOR" --condition=None \
-      --format=none
-  fi
+  grant_on_secret "$secret" "serviceAccount:$RUNTIME_SA_EMAIL" "$SECRET_ACCESSOR"
 done
 
-if [[ $REDIS == yes ]]; then
-  step "Shared limits: Redis for $SERVICE_NAME"
-  redis_ensure
-fi
+[[ $REDIS == no ]] || redis_ensure  # its own step
 
 # The project qualifies the trace ids in the service's logs, so they group under Cloud Run's.
 # REQUEST_TIMEOUT_SECONDS tells the service Cloud Run's timeout, so it ends a stream itself first.
@@ -394,6 +389,20 @@ case $CLIENT_AUTH in
     SECRET_MAPPINGS+=("$CLIENT_KEYS_MOUNT=$CLIENT_KEYS_SECRET_NAME:latest")
     env_vars+=",CLIENT_API_KEYS_FILE=$CLIENT_KEYS_MOUNT" ;;
 esac
+# --[no-]allow-unauthenticated rewrites the service's IAM policy (run.services.setIamPolicy, which
+# a CI deployer with roles/run.developer lacks), so an existing service whose policy already
+# says the same is deployed without it.
+if [[ $SERVICE_EXISTS == yes && $DRY_RUN == no ]]; then
+  invokers=$(query gcloud run services get-iam-policy "$SERVICE_NAME" "${REGION_FLAGS[@]}" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)')
+  public=no wanted=no
+  [[ $'\n'$invokers$'\n' == *$'\n'roles/run.invoker$'\t'allUsers$'\n'* ]] && public=yes
+  [[ ${auth_flags[0]} == --allow-unauthenticated ]] && wanted=yes
+  if [[ $public == "$wanted" ]]; then
+    echo "The invoker policy is already right ($([[ $public == yes ]] && echo public || echo private)); left as it is."
+    auth_flags=()
+  fi
+fi
 # Exactly these variables: --set-env-vars replaces what the service had (console edits too).
 for setting in ${DEPLOY_ENV[@]+"${DEPLOY_ENV[@]}"}; do
   env_vars+=",$setting"
@@ -407,7 +416,7 @@ deploy=(gcloud run deploy "$SERVICE_NAME" --image="$IMAGE" "${REGION_FLAGS[@]}"
   --timeout="$REQUEST_TIMEOUT_SECONDS" --cpu-boost
   --startup-probe='httpGet.path=/ready,periodSeconds=5,timeoutSeconds=3,failureThreshold=24'
   --labels="app=$SERVICE_NAME,managed-by=deploy-sh,client-auth=$CLIENT_AUTH"
-  "${auth_flags[@]}" --set-secrets="$secret_list" --set-env-vars="$env_vars"
+  ${auth_flags[@]+"${auth_flags[@]}"} --set-secrets="$secret_list" --set-env-vars="$env_vars"
   ${DEPLOY_FLAGS[@]+"${DEPLOY_FLAGS[@]}"} --quiet)
 
 if [[ $SERVICE_EXISTS == yes ]]; then
