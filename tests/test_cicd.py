@@ -293,7 +293,7 @@ def test_make_docker_run_publishes_the_port_and_passes_what_the_mode_needs(
     on the command line; client keys only where the mode reads them."""
     project = bake_once(client_auth=client_auth)
     result = subprocess.run(
-        ["make", "-n", "docker-run", "PORT=9123"],
+        ["make", "--no-print-directory", "-n", "docker-run", "PORT=9123"],
         cwd=project, capture_output=True, text=True, check=True,
     )  # fmt: skip
     argv = shlex.split(result.stdout.replace("\\\n", " "))

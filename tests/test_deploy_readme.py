@@ -32,14 +32,15 @@ def readme_section(project: Path, heading: str) -> str:
 
 def readme_gcloud_lines(text: str) -> list[list[str]]:
     """Every gcloud command in the README's bash blocks, as argv: continuation lines joined,
-    comments dropped, `VAR=$(gcloud ...)` and `... | gcloud ...` unwrapped, $BUILD_SA filled in."""
+    comments dropped, `VAR=$(gcloud ...)`, `... | gcloud ...` and `gcloud ... > FILE`
+    unwrapped, $BUILD_SA filled in."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = re.sub(r"\s+#\s.*$", "", line.strip())
             if match := re.fullmatch(r"\w+=\$\((gcloud .*)\)", line):
                 line = match.group(1)
-            line = line.rsplit("| ", 1)[-1]
+            line = re.sub(r"\s+>\s*\S+$", "", line.rsplit("| ", 1)[-1])  # `> FILE` is the shell's
             if line.startswith("gcloud "):
                 line = line.replace("$BUILD_SA", BUILD_ACCOUNT)
                 commands.append(shlex.split(line)[1:])

@@ -5,7 +5,7 @@ Optionally with AUTH (`password`) and TLS (`tls=True`: a CA and a server certifi
 `start()` again on the same port are how "Redis went away, then came back" is tested.
 
 In tests:      with RedisServer(tmp_path) as redis: ... redis.url ...
-As a process:  python -m tests.fakes.redis_server --port 6390 --dir /tmp/redis (execs redis-server)
+As a process:  python -m tests.fakes.redis_server --port 6390 --dir DATA_DIR (execs redis-server)
 """
 
 from __future__ import annotations
