@@ -34,7 +34,7 @@ from bench import (
     suite,
     throughput,
 )
-from bench.project import TEMPLATE, Context, bake_each_api, paced_upstream
+from bench.project import BENCH, TEMPLATE, Context, bake_each_api, compile_bytecode, paced_upstream
 from bench.stats import Row
 from tests.venvs import service_venv_for
 
@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         log("baking the defaults (one per upstream API) and preparing the venv")
         projects = bake_each_api(work)
         venv_dir = service_venv_for(next(iter(projects.values())))
+        compile_bytecode(
+            venv_dir, [*(project / "app" for project in projects.values()), BENCH / "apps"]
+        )
         with paced_upstream(venv_dir) as (port, pid):
             ctx = Context(projects, venv_dir, work, port, pid, args.runs, args.wrk_seconds,
                           args.stream_runs)  # fmt: skip

@@ -17,6 +17,19 @@ def test_defaults_follow_the_template_answers(env: Env) -> None:
     assert settings.max_message_chars == 8000
 
 
+def test_each_setting_is_read_from_its_variable(env: Env) -> None:
+    env(RATE_LIMIT_PER_MINUTE="7", DOCS_ENABLED="true", REDIS_TIMEOUT_SECONDS="0.25")
+    settings = get_settings()
+    assert (settings.rate_limit_per_minute, settings.docs_enabled) == (7, True)
+    assert settings.redis_timeout_seconds == 0.25
+
+
+def test_keywords_override_the_environment(env: Env) -> None:
+    env(RATE_LIMIT_PER_MINUTE="7", OPENAI_MODEL="from-the-environment")
+    settings = Settings(rate_limit_per_minute=9)
+    assert (settings.rate_limit_per_minute, settings.openai_model) == (9, "from-the-environment")
+
+
 def test_an_empty_key_counts_as_absent(env: Env) -> None:
     env(OPENAI_API_KEY="")
     assert get_settings().openai_api_key is None
