@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 
 import pytest
@@ -20,3 +21,11 @@ def test_importing_the_app_reads_no_settings(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValueError, match="openai_timeout_seconds"), TestClient(app.main.app):
         pass
     get_settings.cache_clear()
+
+
+def test_importing_the_app_leaves_the_collector_on_with_start_up_frozen() -> None:
+    """The import pauses garbage collection; it must come back on, whatever the import did."""
+    gc.unfreeze()
+    importlib.reload(app.main)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
