@@ -83,7 +83,7 @@ def create_app() -> FastAPI:
     configure_logging()
     app = FastAPI(title=SERVICE_NAME, lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health.router)
+    health.add_probes(app)
     app.include_router(chat.router)
     app.include_router(budget.router)
     document_guard(app)

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from app.api.routes import chat, health
 from app.core.rate_limit import MemoryRateLimiter
+from app.main import create_app
 from tests.conftest import MakeClient
 
 
@@ -57,12 +57,8 @@ def dependency_calls(dependant: Dependant) -> list[Callable[..., Any]]:
 def test_route_dependencies_run_on_the_event_loop() -> None:
     """FastAPI runs a plain `def` dependency in its threadpool, a hop per request that cut
     /ready to a third of /health's throughput: every dependency here is `async def`."""
-    routes = [
-        route
-        for router in (chat.router, health.router)
-        for route in router.routes
-        if isinstance(route, APIRoute)
-    ]
+    contexts = iter_route_contexts(create_app().routes)
+    routes = [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
     calls = [call for route in routes for call in dependency_calls(route.dependant)]
     assert len(calls) >= 4  # settings, upstream (twice), the client id
     assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []
