@@ -7,7 +7,7 @@ with `choices[].delta`, a chunk with `finish_reason`, a last chunk with `usage` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.core.config import Settings
 from app.core.conversation import (
@@ -20,9 +20,8 @@ from app.core.conversation import (
     usage_of,
 )
 
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
+# Posted to, under the client's base URL.
+PATH = "/chat/completions"
 NAME = "chat-completions"
 # Finish reasons of a whole answer; any other (length, content_filter) stopped it early.
 WHOLE = {"stop", "tool_calls", "function_call"}
@@ -40,11 +39,6 @@ def params(conversation: Conversation, settings: Settings, stream: bool) -> dict
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
     return request
-
-
-def create(client: AsyncOpenAI) -> Any:
-    """The SDK call that answers with the raw HTTP response (auth, base URL, errors kept)."""
-    return client.chat.completions.with_streaming_response.create
 
 
 def _usage(body: dict[str, Any]) -> Usage | None:

@@ -7,7 +7,7 @@ https://platform.openai.com/docs/api-reference/responses: the stream is typed ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.core.config import Settings
 from app.core.conversation import (
@@ -20,9 +20,8 @@ from app.core.conversation import (
     usage_of,
 )
 
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
+# Posted to, under the client's base URL.
+PATH = "/responses"
 NAME = "responses"
 
 
@@ -40,11 +39,6 @@ def params(conversation: Conversation, settings: Settings, stream: bool) -> dict
     if stream:
         request["stream"] = True
     return request
-
-
-def create(client: AsyncOpenAI) -> Any:
-    """The SDK call that answers with the raw HTTP response (auth, base URL, errors kept)."""
-    return client.responses.with_streaming_response.create
 
 
 def _usage(response: dict[str, Any]) -> Usage | None:
