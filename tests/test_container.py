@@ -228,6 +228,19 @@ def fake_upstream(
         yield f"{started.fake('fake-openai', 'openai_upstream').url}/v1"
 
 
+@pytest.fixture(scope="session")
+def redis_url(
+    tmp_path_factory: pytest.TempPathFactory, default_project: Path, service_venv: Any
+) -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 (the baked repo's tests/fakes/redis_server)."""
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    logs = tmp_path_factory.mktemp("redis")
+    venv = service_venv(default_project)
+    with processes(default_project, venv, logs, SCAN) as started:
+        redis = started.fake("redis", "redis_server", "--dir", str(logs))
+        yield f"redis://127.0.0.1:{redis.port}/0"
+
+
 @dataclass(frozen=True)
 class Service:
     container: str
@@ -335,15 +348,22 @@ FROM_SOURCE = re.compile(r"^# code object from (/\S+\.py)$", re.MULTILINE)
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("limits", ["in-process", "shared"])
 def test_every_module_loaded_by_start_up_and_a_first_chat_has_its_bytecode_in_the_image(
-    image: ServiceImage, docker_session: DockerSession, fake_upstream: str
+    image: ServiceImage,
+    docker_session: DockerSession,
+    fake_upstream: str,
+    limits: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The service user cannot write .pyc files, so a module without one in the image would be
     compiled at every cold start: none is, from `docker run` through /ready, a JSON and a
-    streamed chat, to the shutdown."""
-    service = start_service(
-        docker_session, image, fake_upstream, f"{image.name}-imports", "PYTHONVERBOSE=1"
-    )
+    streamed chat, to the shutdown; with the limits in-process and shared through Redis."""
+    env = ["PYTHONVERBOSE=1"]
+    if limits == "shared":
+        env.append(f"REDIS_URL={request.getfixturevalue('redis_url')}")
+    name = f"{image.name}-imports-{limits}"
+    service = start_service(docker_session, image, fake_upstream, name, *env)
     assert wait_until_ready(service)[0] == 200
     assert service.call("POST", "/v1/chat", {"message": "compiled?"})[0] == 200
     with service.request("POST", "/v1/chat", {"message": "compiled?", "stream": True}) as reply:
@@ -352,10 +372,12 @@ def test_every_module_loaded_by_start_up_and_a_first_chat_has_its_bytecode_in_th
     docker("stop", "--time", "10", service.container)
 
     logs = service.logs()
-    # The check sees what it checks: the app's own modules, and the SDK's, came from bytecode.
+    # The check sees what it checks: the app's own modules, the SDK's (and Redis's client and
+    # limits, when shared) came from bytecode.
     cached = FROM_BYTECODE.findall(logs)
-    assert any("/app/app/" in path for path in cached), logs[-2000:]
-    assert any("/openai/" in path for path in cached), logs[-2000:]
+    shared = ["/redis/", "/limits/"] if limits == "shared" else []
+    for package in ["/app/app/", "/openai/", *shared]:
+        assert any(package in path for path in cached), f"no {package} module loaded"
     from_source = sorted(set(FROM_SOURCE.findall(logs)))
     assert not from_source, "compiled at start-up, no .pyc in the image:\n" + "\n".join(from_source)
 
