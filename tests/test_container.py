@@ -502,10 +502,11 @@ def test_rebuild_after_an_app_change_reuses_the_dependency_layer(
 
 
 @pytest.mark.docker
-def test_image_is_at_most_1_percent_larger_than_the_seed_layout(
+def test_image_is_no_larger_than_the_seed_layout(
     image: ServiceImage, docker_session: DockerSession
 ) -> None:
-    """Non-root user and compiled bytecode cost at most 1% over the seed's single-stage image."""
+    """Non-root user and the bytecode of what the service loads take less than the bytecode of
+    every installed module, which the seed's single-stage image holds (pip compiles all)."""
     seed = docker_session.build(
         image.context,
         f"{image.name}-seed",
@@ -513,7 +514,7 @@ def test_image_is_at_most_1_percent_larger_than_the_seed_layout(
     )
     ours, reference = image_size(image.build.tag), image_size(seed.tag)
     print(f"{image.name}: image {ours} bytes, seed layout {reference} bytes")
-    assert ours <= 1.01 * reference
+    assert ours <= reference
 
 
 # --- without an engine ---------------------------------------------------------------------
