@@ -50,16 +50,17 @@ LOCAL_FILES = {
 }
 SEED_DOCKERFILE = Path(__file__).parent / "fixtures" / "seed.Dockerfile"
 HADOLINT = Path(sys.executable).with_name("hadolint")
-DEPENDENCY_STEP = "RUN pip install --no-cache-dir -r requirements.txt"
+DEPENDENCY_STEP = "RUN pip install --no-cache-dir --no-compile -r requirements.txt"
 # The fake upstream streams `fault:drip` replies one word per 50 ms, 20 times over: about 3 s
 # here, well inside uvicorn's 8 s graceful shutdown.
 SLOW_STREAM_MESSAGE = "fault:drip slowly"
 SLOW_STREAM_TEXT = " ".join(f"echo: {SLOW_STREAM_MESSAGE}".split() * 20)
 
-# Bakes whose base images .ci/provision builds (no Debian release carries Python 3.12).
+# Bakes whose base images .ci/provision builds (no Debian release carries Python 3.12); the
+# second also takes the other OpenAI API, whose SDK modules the Dockerfile compiles instead.
 IMAGE_BAKES: dict[str, dict[str, str]] = {
     "default": {},
-    "python3.11": {"python_version": "3.11"},
+    "python3.11": {"python_version": "3.11", "openai_api": "chat-completions"},
 }
 
 
@@ -141,6 +142,24 @@ class ServiceImage:
     build: Build
 
 
+# The official slim images ship Python without a single .pyc file; the offline stand-ins have
+# Debian's. Every image here is built on the base with them removed, as the official one is, so
+# a module the Dockerfile leaves uncompiled shows up as it would on Cloud Run.
+WITHOUT_BYTECODE = """\
+ARG BASE
+FROM ${BASE}
+RUN find /usr -name '*.pyc' -delete
+"""
+
+
+def base_without_bytecode(
+    docker_session: DockerSession, name: str, base: str, context: Path
+) -> str:
+    context.mkdir()
+    (context / "Dockerfile").write_text(WITHOUT_BYTECODE)
+    return docker_session.build(context, f"{name}-base", "--build-arg", f"BASE={base}").tag
+
+
 @pytest.fixture(scope="session", params=list(IMAGE_BAKES))
 def image(
     request: pytest.FixtureRequest,
@@ -152,10 +171,12 @@ def image(
     name = request.param
     answers = IMAGE_BAKES[name]
     project = bake_once(**answers)
-    context = tmp_path_factory.mktemp(f"context-{name}") / project.name
+    work = tmp_path_factory.mktemp(f"context-{name}")
+    context = work / project.name
     shutil.copytree(project, context)
     plant_local_files(context)
-    base = base_image(context / "Dockerfile")
+    official = base_image(context / "Dockerfile")
+    base = base_without_bytecode(docker_session, name, official, work / "base")
     build = docker_session.build(context, name, "--build-arg", f"PYTHON_IMAGE={base}")
     return ServiceImage(name, answers, context, base, build)
 
@@ -207,6 +228,19 @@ def fake_upstream(
         yield f"{started.fake('fake-openai', 'openai_upstream').url}/v1"
 
 
+@pytest.fixture(scope="session")
+def redis_url(
+    tmp_path_factory: pytest.TempPathFactory, default_project: Path, service_venv: Any
+) -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 (the baked repo's tests/fakes/redis_server)."""
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    logs = tmp_path_factory.mktemp("redis")
+    venv = service_venv(default_project)
+    with processes(default_project, venv, logs, SCAN) as started:
+        redis = started.fake("redis", "redis_server", "--dir", str(logs))
+        yield f"redis://127.0.0.1:{redis.port}/0"
+
+
 @dataclass(frozen=True)
 class Service:
     container: str
@@ -230,15 +264,19 @@ class Service:
 
 
 def start_service(
-    docker_session: DockerSession, image: ServiceImage, upstream: str, name: str
+    docker_session: DockerSession, image: ServiceImage, upstream: str, name: str, *env: str
 ) -> Service:
-    """`docker run` the image as Cloud Run would, and wait until /health answers."""
+    """`docker run` the image as Cloud Run would, and wait until /health answers.
+
+    `env`: more NAME=VALUE settings for the container.
+    """
     port = free_port()
     container = docker_session.run(
         name,
         image.build.tag,
         *("-e", f"PORT={port}", "-e", f"OPENAI_API_KEY={TEST_KEY}"),
         *("-e", f"OPENAI_BASE_URL={upstream}"),
+        *(option for setting in env for option in ("-e", setting)),
     )
     service = Service(container, port)
     deadline = time.monotonic() + 30
@@ -253,6 +291,13 @@ def start_service(
 @pytest.fixture(scope="session")
 def service(image: ServiceImage, docker_session: DockerSession, fake_upstream: str) -> Service:
     return start_service(docker_session, image, fake_upstream, f"{image.name}-service")
+
+
+def wait_until_ready(service: Service) -> tuple[int, Any]:
+    deadline = time.monotonic() + 10
+    while (ready := service.call("GET", "/ready"))[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ready
 
 
 def build_steps(output: str) -> list[tuple[str, str]]:
@@ -295,6 +340,48 @@ def test_app_bytecode_is_compiled_at_build_time_and_the_code_is_read_only(
     assert image_facts["code_writable"] is False
 
 
+# Under PYTHONVERBOSE, the import system says where each module's code came from: the cached
+# bytecode ("code object from '/x/__pycache__/m.cpython-313.pyc'") or the source, compiled anew
+# because its .pyc is missing or stale ("code object from /x/m.py").
+FROM_BYTECODE = re.compile(r"^# code object from '(/\S+\.pyc)'$", re.MULTILINE)
+FROM_SOURCE = re.compile(r"^# code object from (/\S+\.py)$", re.MULTILINE)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("limits", ["in-process", "shared"])
+def test_every_module_loaded_by_start_up_and_a_first_chat_has_its_bytecode_in_the_image(
+    image: ServiceImage,
+    docker_session: DockerSession,
+    fake_upstream: str,
+    limits: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The service user cannot write .pyc files, so a module without one in the image would be
+    compiled at every cold start: none is, from `docker run` through /ready, a JSON and a
+    streamed chat, to the shutdown; with the limits in-process and shared through Redis."""
+    env = ["PYTHONVERBOSE=1"]
+    if limits == "shared":
+        env.append(f"REDIS_URL={request.getfixturevalue('redis_url')}")
+    name = f"{image.name}-imports-{limits}"
+    service = start_service(docker_session, image, fake_upstream, name, *env)
+    assert wait_until_ready(service)[0] == 200
+    assert service.call("POST", "/v1/chat", {"message": "compiled?"})[0] == 200
+    with service.request("POST", "/v1/chat", {"message": "compiled?", "stream": True}) as reply:
+        assert reply.status == 200
+        assert reply.read().rstrip().endswith(b"data: [DONE]")
+    docker("stop", "--time", "10", service.container)
+
+    logs = service.logs()
+    # The check sees what it checks: the app's own modules, the SDK's (and Redis's client and
+    # limits, when shared) came from bytecode.
+    cached = FROM_BYTECODE.findall(logs)
+    shared = ["/redis/", "/limits/"] if limits == "shared" else []
+    for package in ["/app/app/", "/openai/", *shared]:
+        assert any(package in path for path in cached), f"no {package} module loaded"
+    from_source = sorted(set(FROM_SOURCE.findall(logs)))
+    assert not from_source, "compiled at start-up, no .pyc in the image:\n" + "\n".join(from_source)
+
+
 @pytest.mark.docker
 def test_image_has_no_curl_or_wget(image_facts: dict[str, Any]) -> None:
     """Nothing in the image downloads and runs code for an attacker (health checks use Python)."""
@@ -332,10 +419,7 @@ def test_no_secret_in_the_image_history_or_metadata(image: ServiceImage) -> None
 def test_health_and_ready_answer_200(service: Service) -> None:
     """/health answers at once; /ready turns 200 within seconds, once the key is resolved."""
     assert service.call("GET", "/health") == (200, {"status": "ok"})
-    deadline = time.monotonic() + 10
-    while (ready := service.call("GET", "/ready"))[0] == 503 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ready == (200, {"status": "ready"})
+    assert wait_until_ready(service) == (200, {"status": "ready"})
 
 
 @pytest.mark.docker
@@ -418,10 +502,11 @@ def test_rebuild_after_an_app_change_reuses_the_dependency_layer(
 
 
 @pytest.mark.docker
-def test_image_is_at_most_1_percent_larger_than_the_seed_layout(
+def test_image_is_no_larger_than_the_seed_layout(
     image: ServiceImage, docker_session: DockerSession
 ) -> None:
-    """Non-root user and compiled bytecode cost at most 1% over the seed's single-stage image."""
+    """Non-root user and the bytecode of what the service loads take less than the bytecode of
+    every installed module, which the seed's single-stage image holds (pip compiles all)."""
     seed = docker_session.build(
         image.context,
         f"{image.name}-seed",
@@ -429,7 +514,7 @@ def test_image_is_at_most_1_percent_larger_than_the_seed_layout(
     )
     ours, reference = image_size(image.build.tag), image_size(seed.tag)
     print(f"{image.name}: image {ours} bytes, seed layout {reference} bytes")
-    assert ours <= 1.01 * reference
+    assert ours <= reference
 
 
 # --- without an engine ---------------------------------------------------------------------
