@@ -124,6 +124,8 @@ def _totals(entries: tuple[list[int], list[int]]) -> Totals:
 
 # KEYS: the day's service and client hashes (fields spent, reserved).
 # ARGV: tokens, service budget, client budget (0 = none), TTL in seconds.
+# A hash gets its TTL in the script that creates it (seen empty), not on every call: the TTL
+# outlives the day whichever hour created it, and each EXPIRE is one more command per request.
 RESERVE = """
 local totals = {}
 for i = 1, 2 do
@@ -138,18 +140,20 @@ for i = 1, 2 do
   end
 end
 for i = 1, 2 do
+  local new = totals[2 * i - 1] + totals[2 * i] == 0
   totals[2 * i] = redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[1])
-  redis.call('EXPIRE', KEYS[i], ARGV[4])
+  if new then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 end
 return {0, totals[1], totals[2], totals[3], totals[4]}
 """
-# ARGV: the reserved tokens, the tokens used, TTL in seconds.
+# ARGV: the reserved tokens, the tokens used, TTL in seconds. A hash found without spend may be
+# one this call creates (Redis lost it since the reservation): it gets its TTL.
 SETTLE = """
 local totals = {}
 for i = 1, 2 do
   totals[2 * i] = redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[1]))
   totals[2 * i - 1] = redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
-  redis.call('EXPIRE', KEYS[i], ARGV[3])
+  if totals[2 * i - 1] == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 end
 return totals
 """
