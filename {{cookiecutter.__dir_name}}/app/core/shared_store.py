@@ -57,12 +57,14 @@ class SharedStore:
         # The wait is `_slots`, first come first served: redis-py's BlockingConnectionPool lets
         # a caller that just released a connection take it again ahead of the waiters, which
         # under steady load starved some past the timeout (a false outage). `run`'s timeout
-        # bounds every call, so no socket timeout: on Python 3.11 redis-py wraps each write
-        # in asyncio.wait_for, a task per command. One immediate retry, for a pooled
-        # connection that a Redis restart closed; no backoff: the fallbacks beat waiting.
+        # bounds every call, so no socket timeout (redis-py's default is 5 s): with one,
+        # redis-py wraps each write in asyncio.wait_for, on Python 3.11 a task per command.
+        # One immediate retry, for a pooled connection that a Redis restart closed; no
+        # backoff: the fallbacks beat waiting.
         pool = ConnectionPool.from_url(
             url,
             max_connections=MAX_CONNECTIONS,
+            socket_timeout=None,
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1),
             **options,
