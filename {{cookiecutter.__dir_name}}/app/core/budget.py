@@ -71,10 +71,8 @@ class Report:
 
 
 class Ledger(Protocol):
-    async def reserve(
-        self, day: str, client: str, tokens: int, budgets: tuple[int, int]
-    ) -> tuple[int, Totals]:
-        """(0, totals) when reserved; (1, ...) service or (2, ...) client budget used up."""
+    async def reserve(self, day: str, client: str, tokens: int, budgets: tuple[int, int]) -> int:
+        """0 when reserved; 1 the service's or 2 the client's budget is used up."""
 
     async def settle(self, day: str, client: str, reserved: int, used: int) -> Totals: ...
 
@@ -93,16 +91,14 @@ class MemoryLedger:
             self._day, self._counts = day, {}
         return self._counts.setdefault(None, [0, 0]), self._counts.setdefault(client, [0, 0])
 
-    async def reserve(
-        self, day: str, client: str, tokens: int, budgets: tuple[int, int]
-    ) -> tuple[int, Totals]:
+    async def reserve(self, day: str, client: str, tokens: int, budgets: tuple[int, int]) -> int:
         entries = self._entries(day, client)
         for which, (entry, budget) in enumerate(zip(entries, budgets, strict=True), start=1):
             if budget and sum(entry) >= budget:
-                return which, _totals(entries)
+                return which
         for entry in entries:
             entry[1] += tokens
-        return 0, _totals(entries)
+        return 0
 
     async def settle(self, day: str, client: str, reserved: int, used: int) -> Totals:
         if day != self._day:  # reserved on a day whose counts are gone: nothing to settle
@@ -123,33 +119,32 @@ def _totals(entries: tuple[list[int], list[int]]) -> Totals:
 
 
 # KEYS: the day's service and client hashes (fields spent, reserved).
-# ARGV: tokens, service budget, client budget (0 = none), TTL in seconds.
+# ARGV: tokens, service budget, client budget (0 = none), TTL in seconds. Returns the verdict
+# (Ledger.reserve); `held` is a hash's spent plus reserved.
+# A hash gets its TTL in the script that creates it (seen empty), not on every call: the TTL
+# outlives the day whichever hour created it, and each EXPIRE is one more command per request.
 RESERVE = """
-local totals = {}
+local held = {}
 for i = 1, 2 do
   local counts = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
-  totals[2 * i - 1] = tonumber(counts[1]) or 0
-  totals[2 * i] = tonumber(counts[2]) or 0
-end
-for i = 1, 2 do
+  held[i] = (tonumber(counts[1]) or 0) + (tonumber(counts[2]) or 0)
   local budget = tonumber(ARGV[i + 1])
-  if budget > 0 and totals[2 * i - 1] + totals[2 * i] >= budget then
-    return {i, totals[1], totals[2], totals[3], totals[4]}
-  end
+  if budget > 0 and held[i] >= budget then return i end
 end
 for i = 1, 2 do
-  totals[2 * i] = redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[1])
-  redis.call('EXPIRE', KEYS[i], ARGV[4])
+  redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[1])
+  if held[i] == 0 then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 end
-return {0, totals[1], totals[2], totals[3], totals[4]}
+return 0
 """
-# ARGV: the reserved tokens, the tokens used, TTL in seconds.
+# ARGV: the reserved tokens, the tokens used, TTL in seconds. A hash found without spend may be
+# one this call creates (Redis lost it since the reservation): it gets its TTL.
 SETTLE = """
 local totals = {}
 for i = 1, 2 do
   totals[2 * i] = redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[1]))
   totals[2 * i - 1] = redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
-  redis.call('EXPIRE', KEYS[i], ARGV[3])
+  if totals[2 * i - 1] == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 end
 return totals
 """
@@ -167,14 +162,12 @@ class RedisLedger:
         prefix = f"{self.store.prefix}:budget:{day}"
         return [f"{prefix}:service", f"{prefix}:client:{client}"]
 
-    async def reserve(
-        self, day: str, client: str, tokens: int, budgets: tuple[int, int]
-    ) -> tuple[int, Totals]:
+    async def reserve(self, day: str, client: str, tokens: int, budgets: tuple[int, int]) -> int:
         args = [tokens, *budgets, KEY_TTL_SECONDS]
-        verdict, *totals = await self.store.run(
+        verdict = await self.store.run(
             lambda: self._reserve(keys=self._keys(day, client), args=args)
         )
-        return int(verdict), _as_totals(totals)
+        return int(verdict)
 
     async def settle(self, day: str, client: str, reserved: int, used: int) -> Totals:
         args = [reserved, used, KEY_TTL_SECONDS]
@@ -223,7 +216,7 @@ class TokenBudget:
         """Hold `tokens` for one call; 429 budget_exhausted, or 503 when it cannot be checked."""
         day, resets_in = self._day()
         try:
-            verdict, _ = await self.ledger.reserve(day, client, tokens, self.budgets)
+            verdict = await self.ledger.reserve(day, client, tokens, self.budgets)
         except StoreUnavailable:
             if self.fail_open or not any(self.budgets):
                 return Reservation(client, tokens, day, counted=False)

@@ -35,7 +35,7 @@ class StoreUnavailable(Exception):
 
 class SharedStore:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio import ConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
@@ -54,18 +54,23 @@ class SharedStore:
         self.prefix = SERVICE_NAME
         # A few connections, reused: a burst of requests waits a moment for one instead of
         # opening (and TLS-handshaking) a connection each, which took longer than the timeout.
-        # One immediate retry, for a pooled connection that a Redis restart closed; no backoff:
-        # the timeout bounds the whole call and the fallbacks are cheaper than waiting.
-        pool = BlockingConnectionPool.from_url(
+        # The wait is `_slots`, first come first served: redis-py's BlockingConnectionPool lets
+        # a caller that just released a connection take it again ahead of the waiters, which
+        # under steady load starved some past the timeout (a false outage). `run`'s timeout
+        # bounds every call, so no socket timeout (redis-py's default is 5 s): with one,
+        # redis-py wraps each write in asyncio.wait_for, on Python 3.11 a task per command.
+        # One immediate retry, for a pooled connection that a Redis restart closed; no
+        # backoff: the fallbacks beat waiting.
+        pool = ConnectionPool.from_url(
             url,
             max_connections=MAX_CONNECTIONS,
-            timeout=self.timeout,
-            socket_timeout=self.timeout,
+            socket_timeout=None,
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1),
             **options,
         )
         self.client: Redis = Redis.from_pool(pool)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._errors = (RedisError, OSError, TimeoutError)
         self.clock = clock
         self._down_since: float | None = None
@@ -84,7 +89,7 @@ class SharedStore:
                 raise StoreUnavailable("Redis is not answering")
             self._probe_at = now + RETRY_SECONDS  # one probe at a time; the others fall back
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self._slots:
                 result = await operation()
         except self._errors as error:
             self._failed(error)

@@ -162,12 +162,20 @@ def test_no_budget_set_counts_spend_but_refuses_nothing(run_with: RunWith) -> No
     assert report.client.remaining is None
 
 
-def test_redis_keys_are_namespaced_by_service_and_expire(redis: RedisServer) -> None:
+@pytest.mark.parametrize("lost", [False, True], ids=["kept", "lost-before-settling"])
+def test_redis_keys_are_namespaced_by_service_and_expire(redis: RedisServer, lost: bool) -> None:
+    """Also when Redis lost the day's hashes between a reservation and its settlement (a
+    restarted Basic tier instance, an eviction): the settlement that makes them again sets
+    their TTL."""
+
     async def body() -> None:
         settings = Settings(redis_url=redis.url, client_token_budget_per_day=10)
         store = SharedStore(settings)
         budget = build_budget(settings, store)
-        await budget.settle(await budget.reserve("key:a", 5), 3)
+        reservation = await budget.reserve("key:a", 5)
+        if lost:
+            assert redis.cli("FLUSHALL") == "OK"
+        await budget.settle(reservation, 3)
         await store.close()
 
     run(body)

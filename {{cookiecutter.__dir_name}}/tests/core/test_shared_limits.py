@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from app.core.budget import build_budget
 from app.core.config import SERVICE_NAME, Settings
 from app.core.rate_limit import RateLimiter, build_rate_limiter
-from app.core.shared_store import RETRY_SECONDS, SharedStore
+from app.core.shared_store import MAX_CONNECTIONS, RETRY_SECONDS, SharedStore
 from tests.fakes.redis_server import RedisServer
 
 STORE_LOGGER = "app.core.shared_store"
@@ -108,6 +109,32 @@ def test_redis_going_away_falls_back_to_instance_buckets_then_shares_again(
     assert len(errors) == 1  # one for the outage, not one per request
     assert "fall back" in errors[0].getMessage()
     assert any("answers again" in r.getMessage() for r in caplog.records)
+
+
+def test_more_callers_than_connections_take_turns_without_a_false_outage(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four callers per pooled connection, each limit check, reservation and settlement back
+    to back, as under steady load: every caller gets its turn within the timeout, so a healthy
+    Redis is never reported down and no call falls back (a budget would answer 503)."""
+    caplog.set_level(logging.INFO, logger=STORE_LOGGER)
+
+    async def body() -> bool:
+        config = settings(redis.url, per_minute=10**6, token_budget_per_day=10**9)
+        store = SharedStore(config)
+        limiter, budget = build_rate_limiter(config, store), build_budget(config, store)
+
+        async def caller() -> None:
+            for _ in range(40):
+                assert await limiter.acquire("key:a") == 0.0
+                await budget.settle(await budget.reserve("key:a", 10), 5)
+
+        await asyncio.gather(*(caller() for _ in range(4 * MAX_CONNECTIONS)))
+        await store.close()
+        return store.degraded
+
+    assert run(body) is False
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -158,6 +159,41 @@ def test_two_instances_share_one_budget_through_redis(
     assert chat(second, auth, message="one two three").status_code == 200  # now used up
     assert chat(first, auth, message="one two three").status_code == 429
     assert spend(second, auth)["client"]["spent"] == 2 * tokens
+
+
+# What one /v1/chat call costs Redis with a budget: three scripts (the `limits` sliding window
+# with 7 commands inside it, the reservation and the settlement with 4 each), on a connection
+# that stays open. Each command is Redis CPU; each round trip is the service's.
+ROUND_TRIPS_PER_CHAT = 3
+COMMANDS_PER_CHAT = 18
+# What a round trip must not bring along: a health check, a new connection, a script's text.
+OVERHEAD = ("ping", "hello", "auth", "select", "client|setinfo", "eval", "script|load")
+
+
+def commands_since_reset(redis: RedisServer) -> Counter[str]:
+    """INFO commandstats as {command: calls}, commands run inside scripts included."""
+    calls: Counter[str] = Counter()
+    for line in redis.cli("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, stats = line.removeprefix("cmdstat_").partition(":")
+            calls[name] = int(stats.split(",")[0].removeprefix("calls="))
+    calls.pop("config|resetstat", None)
+    return calls
+
+
+def test_a_chat_call_costs_redis_three_round_trips(
+    make_client: MakeClient, auth: dict[str, str], redis: RedisServer
+) -> None:
+    client = make_client(REDIS_URL=redis.url, TOKEN_BUDGET_PER_DAY="1000000")
+    assert chat(client, auth, message="hello").status_code == 200  # connected, the day's keys
+    assert redis.cli("CONFIG", "RESETSTAT") == "OK"
+    calls = 10
+    for _ in range(calls):
+        assert chat(client, auth, message="hello").status_code == 200
+    seen = commands_since_reset(redis)
+    assert seen["evalsha"] == ROUND_TRIPS_PER_CHAT * calls, seen
+    assert {name: seen[name] for name in OVERHEAD if seen[name]} == {}
+    assert sum(seen.values()) <= COMMANDS_PER_CHAT * calls, seen
 
 
 def test_redis_down_budgets_answer_503_and_ready_says_degraded(
