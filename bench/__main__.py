@@ -91,8 +91,11 @@ def profiled(ctx: Context) -> list[str]:
 def present_note(project: Path) -> str:
     """Which optional parts the measured bake carries (unused unless configured)."""
     app = "\n".join(path.read_text() for path in (project / "app").rglob("*.py"))
-    parts = {"the shared limiter (REDIS_URL)": "redis", "the Responses adapter": "client.responses"}
-    found = [f"{name}: {'yes' if marker in app else 'no'}" for name, marker in parts.items()]
+    parts = {
+        "the shared limiter (REDIS_URL)": "redis" in app,
+        "the Responses adapter": (project / "app" / "core" / "apis" / "responses.py").is_file(),
+    }
+    found = [f"{name}: {'yes' if present else 'no'}" for name, present in parts.items()]
     return "Optional code present in the measured bake, unused unless configured: " + (
         "; ".join(found) + "."
     )

@@ -54,13 +54,16 @@ def median_profile(runs: list[ImportProfile], count: int = 8) -> ImportProfile:
     return ImportProfile(statistics.median(run.total_ms for run in runs), direct[:count])
 
 
-def import_profile(python: str, module: str, cwd: Path, runs: int = 5) -> ImportProfile:
-    """After uvicorn's own imports (asyncio, logging...), as when the server loads the app: what
-    is left is what the app adds to a cold start."""
+def import_profile(
+    python: str, module: str, cwd: Path, runs: int = 5, after: str | None = None
+) -> ImportProfile:
+    """`module`'s imports, those of `after` made first: for an app, after uvicorn's own
+    (asyncio, logging...), as when the server loads it, so what is left is what the app adds."""
+    first = f"import {after}; " if after else ""
 
     def once() -> ImportProfile:
         done = subprocess.run(
-            [python, "-X", "importtime", "-c", f"import uvicorn.main; import {module}"],
+            [python, "-X", "importtime", "-c", f"{first}import {module}"],
             cwd=cwd, capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         return parse_importtime(done.stderr, module, count=1000)
@@ -70,9 +73,9 @@ def import_profile(python: str, module: str, cwd: Path, runs: int = 5) -> Import
 
 def profiles(ctx: Context) -> dict[str, ImportProfile]:
     """The service's app.main and the references, with the bench venv's Python."""
-    python = ctx.bin("python")
+    python, server = ctx.bin("python"), "uvicorn.main"
     return {
-        "service": import_profile(python, "app.main", ctx.project),
-        "bare": import_profile(python, "bare", BENCH / "apps"),
-        "minimal-proxy": import_profile(python, "minimal_proxy", BENCH / "apps"),
+        "service": import_profile(python, "app.main", ctx.project, after=server),
+        "bare": import_profile(python, "bare", BENCH / "apps", after=server),
+        "minimal-proxy": import_profile(python, "minimal_proxy", BENCH / "apps", after=server),
     }

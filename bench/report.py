@@ -29,7 +29,7 @@ COMMANDS = (
     "docker build --network host [--no-cache] -t bench-ID-NAME CONTEXT",
     "docker build --network host -f bench/seed.Dockerfile --build-arg PYTHON_VERSION=V CONTEXT",
     "docker run --rm --network host -e PORT=P -e OPENAI_API_KEY -e OPENAI_BASE_URL IMAGE",
-    "python -X importtime -c 'import app.main'",
+    "python -X importtime -c 'import uvicorn.main; import app.main'",
 )
 
 
@@ -132,6 +132,7 @@ def table(rows: list[Row]) -> list[str]:
 
 def import_section(imports: dict[str, ImportProfile]) -> list[str]:
     lines = ["## Where start-up time goes (`python -X importtime`, median of 5 runs)", ""]
+    lines += ["Each app's imports after uvicorn's own, as when the server loads it.", ""]
     for app, profile in imports.items():
         slowest = ", ".join(f"{name} {ms:.0f} ms" for name, ms in profile.direct[:6])
         lines.append(

@@ -257,7 +257,7 @@ def test_deploy_flags_match_client_auth_mode(
     assert ("--allow-unauthenticated" in deploy) is public
     assert ("--no-allow-unauthenticated" in deploy) is not public
     assert [flag_value(deploy, name) for name in ("concurrency", "cpu", "memory", "timeout")] == [
-        "60", "1", "512Mi", "300",
+        "50", "1", "512Mi", "300",
     ]  # fmt: skip
     secrets = flag_value(deploy, "set-secrets").split(",")
     assert secrets[0] == "/secrets/openai/key=openai-api-key:latest"

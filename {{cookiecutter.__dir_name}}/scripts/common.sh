@@ -37,7 +37,7 @@ exec 3>&1
 # from `make bench`'s "streams per vCPU" (docs/benchmarks.md) for your model. Each instance is
 # billed: a higher concurrency costs less as long as the CPU keeps up.
 # shellcheck disable=SC2034  # read by scripts/deploy/rollout.sh
-DEFAULT_CONCURRENCY=60 DEFAULT_CPU=1 DEFAULT_MEMORY=512Mi
+DEFAULT_CONCURRENCY=50 DEFAULT_CPU=1 DEFAULT_MEMORY=512Mi
 # Cloud Run's request timeout in seconds, also given to the service as REQUEST_TIMEOUT_SECONDS so
 # that it ends a stream itself (with an error event) a margin before Cloud Run would cut it.
 # shellcheck disable=SC2034  # read by scripts/deploy/rollout.sh
