@@ -83,7 +83,11 @@ def measure(ctx: Context) -> list[Row]:
         shared, plain = alternate(ctx.runs, with_redis, without)
         used = commands_processed(redis_port) - before
     requests = sum(result.requests for result in shared)
-    note = f"Redis processed {used:,} commands for {requests:,} requests."
+    note = (
+        f"Redis processed {used:,} commands for {requests:,} requests, in three round trips a "
+        "request: the shared limit (in the guard, before the body is read), the budget's "
+        "reserve before the upstream call and its settle after it, one EVALSHA each."
+    )
     if used < requests:  # the service did not consult Redis per request: no shared limit measured
         return [Row(SHARED, note=f"not measured: {note} The limiter did not use Redis.")]
     return [Row(SHARED, rps(shared), rps(plain), note=note)]

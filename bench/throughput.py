@@ -32,8 +32,8 @@ SPECS = (HEALTH_RPS, *CHAT_RPS.values(), *CHAT_P99.values(), UPSTREAM_RPS)
 # What the service does per request beyond its reference (read from the generated app): where
 # to look first when a throughput goal is missed; the profile in the notes says how much.
 HEALTH_WORK = (
-    "Per request the service also runs its ASGI middleware (trace context, body-size cap); "
-    "bare runs none."
+    "Per request the service also runs its two ASGI middlewares (trace context and body-size "
+    "cap; the /v1 guard's path check); bare runs none. The profile below compares their CPU."
 )
 CHAT_WORK = (
     "Per request the service also runs its middleware, the rate limiter, a larger request "
