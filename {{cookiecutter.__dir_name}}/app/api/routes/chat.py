@@ -19,7 +19,6 @@ from app.api.deps import BudgetDep, ClientDep, SettingsDep, UpstreamDep
 from app.api.errors import documented_errors
 from app.api.sse import EventStream
 from app.core.config import Settings
-from app.core.context import current_client
 from app.core.conversation import Conversation, Outcome
 from app.core.errors import ApiError
 from app.core.openai_client import AnswerStream
@@ -136,7 +135,6 @@ async def chat(
     budget: BudgetDep,
 ) -> Any:
     conversation = _conversation(body, settings)
-    current_client.set(client)
     turns = conversation.turns
     chars = sum(len(turn["content"]) for turn in turns) + len(conversation.instructions)
     call = await call_started(
