@@ -23,6 +23,7 @@ from types import ModuleType
 
 from bench import (
     chart,
+    cores,
     images,
     imports,
     profile,
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     runners = [r for r in RUNNERS if not args.only or r.__name__.split(".")[-1] in args.only]
 
+    cores.pin_bench()
     started = time.monotonic()
     machine = report.machine()
     log(f"load average at start: {load_text()} on {machine['cores']} cores")
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         f"The whole bench took {time.monotonic() - started:.0f} s; load average at the end "
         f"{load_text()} (the bench's own load included).",
         present,
+        cores.note(),
         *profile_notes,
         *(["--local run: not for docs/."] if args.local else []),
         *([f"Base image: {base}."] if images.STAND_IN_PREFIX in base or "STAND-IN" in base else []),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench import layers
+from bench import cores, layers
 from bench.project import BENCH, Context
 from bench.servers import Probe, free_port, time_to_first_200
 from bench.stats import Goal, Row, Sample, Spec, alternate
@@ -135,6 +135,7 @@ class Docker:
         port = free_port()
         name = f"{self.prefix}-{secrets.token_hex(3)}"
         argv = ["docker", "run", "--rm", "--name", name, "--network", "host", "-e", f"PORT={port}"]
+        argv += cores.docker_options()
         for variable in CONTAINER_ENV:
             argv += ["-e", variable]
         remove = ["docker", "rm", "-f", name]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import cores
 from bench.paced_upstream import Pace
 from bench.servers import Probe, free_port, serving
 
@@ -83,7 +84,8 @@ class Context:
         else:
             target = ["--app-dir", str(BENCH / "apps"), f"{REFERENCE_MODULES[app]}:app"]
             target.append("--no-access-log")
-        return [self.bin("uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port)]
+        uvicorn = [self.bin("uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port)]
+        return [*cores.app_prefix(), *uvicorn]
 
 
 def bake(output_dir: Path, **extra_context: str) -> Path:

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import wrk
 from bench.imports import ImportProfile
 from bench.stats import Row
 
@@ -25,7 +26,7 @@ COMMANDS = (
     "python bench/paced_upstream.py --port P [--first-token 0.3 --interval 0.2 --chunks 40]",
     "python bench/loadgen.py --port P --arrivals ramp:50:12|burst:1000 [--stop-at T]",
     "redis-server --port P --bind 127.0.0.1 --save '' --appendonly no   # the shared-limit row",
-    "wrk -t2 -c64 -dDs --latency [-s POST.lua] http://127.0.0.1:P/PATH",
+    f"{wrk.COMMAND} -dDs --latency [-s POST.lua] http://127.0.0.1:P/PATH",
     "docker build --network host [--no-cache] -t bench-ID-NAME CONTEXT",
     "docker build --network host -f bench/seed.Dockerfile --build-arg PYTHON_VERSION=V CONTEXT",
     "docker run --rm --network host -e PORT=P -e OPENAI_API_KEY -e OPENAI_BASE_URL IMAGE",

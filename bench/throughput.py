@@ -1,4 +1,4 @@
-"""Requests/s and p99 under `wrk -t2 -c64`, one uvicorn worker each, servers side by side."""
+"""Requests/s and p99 under wrk (64 connections), one uvicorn worker each, servers side by side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.project import CHAT_BODY, MODEL, Context, upstream_apis
 from bench.servers import Probe, free_port, serving, wait_ready
 from bench.stats import Goal, Row, Sample, Spec, alternate
 
-HEALTH_RPS = Spec("GET /health requests/s (wrk -t2 -c64)", Goal(">=", 0.90), "bare", "req/s")
+HEALTH_RPS = Spec(f"GET /health requests/s ({wrk.COMMAND})", Goal(">=", 0.90), "bare", "req/s")
 CHAT_RPS = {
     api: Spec(f"POST /v1/chat requests/s ({api})", Goal(">=", 0.90), "minimal-proxy", "req/s")
     for api in upstream_apis()

@@ -6,12 +6,15 @@ Nothing here times anything: the benchmark itself runs only under `make bench`.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from bench import chart, report, suite, wrk
+from bench import chart, cores, report, suite, wrk
 from bench.__main__ import main as bench_main
 from bench.images import describe_base
 from bench.imports import ImportProfile, median_profile, parse_importtime
@@ -414,3 +417,28 @@ def test_profile_difference_is_per_request_cpu_by_package_largest_first() -> Non
     assert differences(service, bare, by="functions") == [
         ("other (x.py)", pytest.approx(-90.0)), ("dumps (json/enc.py)", pytest.approx(30.0)),
     ]  # fmt: skip
+
+
+AFFINITY = "import os; print(sorted(os.sched_getaffinity(0)))"
+
+
+def affinity_of(argv_prefix: list[str], preexec: bool = False) -> list[int]:
+    """The cores a real child process may run on, as it reports them itself."""
+    done = subprocess.run(
+        [*argv_prefix, sys.executable, "-c", AFFINITY],
+        capture_output=True, text=True, timeout=30, check=True,
+        preexec_fn=cores.pin_bench if preexec else None,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(len(cores.AVAILABLE) < 2, reason="one core: nothing to keep apart")
+def test_the_measured_app_and_the_bench_run_on_different_cores() -> None:
+    """The app alone on its core; what the bench starts (wrk, the load generator) elsewhere."""
+    app = affinity_of(cores.app_prefix())
+    bench = affinity_of([], preexec=True)
+    assert app == list(cores.APP)
+    assert len(app) == 1
+    assert bench == list(cores.OTHERS)
+    assert not set(app) & set(bench)
+    assert cores.docker_options() == ["--cpuset-cpus", str(app[0])]

@@ -10,6 +10,15 @@ import gc
 # so later collections, in the middle of requests, skip it too.
 gc.disable()
 
+# The collector starts a young collection when allocations outnumber deallocations by this many.
+# Each open stream holds its objects for seconds, so at Python's default (700) a new request tips
+# it every few tens of milliseconds: the pass finds no garbage (reference counting frees a
+# request's objects when it ends) yet walks every open stream's objects, and its older passes
+# stall the event loop for 10-200 ms, which every first token waiting behind them pays
+# (docs/benchmarks.md, first-token p99). Cyclic garbage is never freed by counting, so it still
+# triggers a collection, after this many objects: a few MB at most.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
 import asyncio
 import logging
 from collections.abc import AsyncIterator
@@ -95,4 +104,5 @@ def create_app() -> FastAPI:
 
 app = create_app()
 gc.freeze()
+gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)  # the older generations keep theirs
 gc.enable()
