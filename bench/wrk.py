@@ -25,6 +25,7 @@ class WrkError(RuntimeError):
 @dataclass(frozen=True)
 class WrkResult:
     requests_per_second: float
+    p50_seconds: float
     p99_seconds: float
     requests: int
     non_2xx: int
@@ -40,11 +41,12 @@ def duration_seconds(text: str) -> float:
 
 
 def parse(report: str) -> WrkResult:
-    """Read req/s, p99 (needs --latency), and the error counts from wrk's text report."""
+    """Read req/s, p50 and p99 (needs --latency), and the error counts from wrk's text report."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", report, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", report, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", report, re.M)
     requests = re.search(r"^\s+(\d+) requests in", report, re.M)
-    if not (rps and p99 and requests):
+    if not (rps and p50 and p99 and requests):
         raise WrkError(f"unexpected wrk output:\n{report}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
     socket = re.search(
@@ -52,6 +54,7 @@ def parse(report: str) -> WrkResult:
     )
     return WrkResult(
         requests_per_second=float(rps[1]),
+        p50_seconds=duration_seconds(p50[1]),
         p99_seconds=duration_seconds(p99[1]),
         requests=int(requests[1]),
         non_2xx=int(non_2xx[1]) if non_2xx else 0,

@@ -121,11 +121,16 @@ def test_alternate_swaps_which_side_runs_first_every_round() -> None:
     assert (a, b) == ([1.0, 4.0, 5.0], [2.0, 3.0, 6.0])
 
 
-def test_wrk_report_is_read_with_p99_in_seconds_and_error_counts() -> None:
-    """req/s, the 99th percentile (in whichever unit wrk chose) and every kind of error."""
+def test_wrk_report_is_read_with_p50_and_p99_in_seconds_and_error_counts() -> None:
+    """req/s, p50 and p99 (in whichever unit wrk chose) and every kind of error."""
     result = wrk.parse(WRK_REPORT)
     assert result == wrk.WrkResult(
-        requests_per_second=718.88, p99_seconds=1.02, requests=3612, non_2xx=12, socket_errors=7
+        requests_per_second=718.88,
+        p50_seconds=0.00709,
+        p99_seconds=1.02,
+        requests=3612,
+        non_2xx=12,
+        socket_errors=7,
     )
 
 
