@@ -11,10 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from bench import wrk
+from bench.procstat import cpu_seconds
 from bench.project import CHAT_BODY, Context
 from bench.servers import free_port
 from bench.stats import Goal, Row, Spec, alternate
-from bench.throughput import rps, script, served
+from bench.throughput import Side, rps, script, served
 
 SHARED = Spec(
     "POST /v1/chat requests/s with the shared limiter and budget on Redis",
@@ -62,6 +64,25 @@ def redis_server() -> Iterator[int]:
             proc.wait(timeout=15)
 
 
+class CpuPerRequest:
+    """Runs `side` and keeps the app's own CPU time per answered request of each run (µs): what
+    one vCPU pays per request, whatever the machine's other cores do."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.us: list[float] = []
+
+    def __call__(self) -> wrk.WrkResult:
+        before = cpu_seconds(self.side.pid)
+        result = self.side()
+        self.us.append((cpu_seconds(self.side.pid) - before) / result.requests * 1e6)
+        return result
+
+    @property
+    def median(self) -> float:
+        return sorted(self.us)[len(self.us) // 2]
+
+
 def supported(ctx: Context) -> bool:
     """The generated settings read REDIS_URL (the shared limits are part of this template)."""
     return "redis_url" in (ctx.project / "app" / "core" / "config.py").read_text()
@@ -77,8 +98,10 @@ def measure(ctx: Context) -> list[Row]:
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "TOKEN_BUDGET_PER_DAY": BUDGET,
         }
-        with_redis = served(ctx, servers, "service", ctx.api, "/v1/chat", lua, shared_env)
-        without = served(ctx, servers, "service", ctx.api, "/v1/chat", lua)
+        with_redis = CpuPerRequest(
+            served(ctx, servers, "service", ctx.api, "/v1/chat", lua, shared_env)
+        )
+        without = CpuPerRequest(served(ctx, servers, "service", ctx.api, "/v1/chat", lua))
         before = commands_processed(redis_port)
         shared, plain = alternate(ctx.runs, with_redis, without)
         used = commands_processed(redis_port) - before
@@ -86,7 +109,10 @@ def measure(ctx: Context) -> list[Row]:
     note = (
         f"Redis processed {used:,} commands for {requests:,} requests, in three round trips a "
         "request: the shared limit (in the guard, before the body is read), the budget's "
-        "reserve before the upstream call and its settle after it, one EVALSHA each."
+        "reserve before the upstream call and its settle after it, one EVALSHA each. "
+        f"The service's own CPU per request (median of the runs): {with_redis.median:,.0f} µs "
+        f"with Redis, {without.median:,.0f} µs without; the app is alone on its core, so "
+        "requests/s follow its CPU per request."
     )
     if used < requests:  # the service did not consult Redis per request: no shared limit measured
         return [Row(SHARED, note=f"not measured: {note} The limiter did not use Redis.")]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import wrk
@@ -40,7 +40,19 @@ CHAT_WORK = (
     "model, and logs one JSON usage line (to /dev/null here); minimal-proxy does none of these."
 )
 UPSTREAM_BODY = {"model": MODEL, "messages": [{"role": "user", "content": CHAT_BODY["message"]}]}
-Side = Callable[[], wrk.WrkResult]
+
+
+@dataclass(frozen=True)
+class Side:
+    """A serving app: each call is one measured wrk run against it."""
+
+    url: str
+    seconds: float
+    lua: Path | None
+    pid: int
+
+    def __call__(self) -> wrk.WrkResult:
+        return wrk.run(self.url, self.seconds, self.lua)
 
 
 def script(ctx: Context, name: str, body: dict[str, object]) -> Path:
@@ -63,12 +75,14 @@ def served(
     body = CHAT_BODY if lua else None
     argv = ctx.app_argv(app, port)
     probe = Probe(port, path, body)
-    servers.enter_context(serving(argv, probe, cwd=ctx.projects[api], env=env or ctx.env(api)))
+    proc = servers.enter_context(
+        serving(argv, probe, cwd=ctx.projects[api], env=env or ctx.env(api))
+    )
     if app == "service":
         wait_ready(port)
     url = f"http://127.0.0.1:{port}{path}"
     wrk.run(url, 1, lua)  # warm-up: connection pools, caches, lazy imports
-    return lambda: wrk.run(url, ctx.wrk_seconds, lua)
+    return Side(url, ctx.wrk_seconds, lua, proc.pid)
 
 
 def side_by_side(
