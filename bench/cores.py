@@ -16,6 +16,11 @@ AVAILABLE = tuple(sorted(os.sched_getaffinity(0)))
 APP, OTHERS = (AVAILABLE[:1], AVAILABLE[1:]) if len(AVAILABLE) > 1 else ((), AVAILABLE)
 
 
+def cpu_list(cpus: tuple[int, ...]) -> str:
+    """`0` or `1,2,3`: the form taskset, docker and the report take."""
+    return ",".join(map(str, cpus))
+
+
 def pin_bench() -> None:
     """The bench process on the other cores: every child it starts inherits them (call it
     before any thread or child is started)."""
@@ -24,20 +29,19 @@ def pin_bench() -> None:
 
 def app_prefix() -> list[str]:
     """What a measured app's command line starts with (`taskset` execs it: the same pid)."""
-    return ["taskset", "--cpu-list", ",".join(map(str, APP))] if APP else []
+    return ["taskset", "--cpu-list", cpu_list(APP)] if APP else []
 
 
 def docker_options() -> list[str]:
     """The same core for a measured container."""
-    return ["--cpuset-cpus", ",".join(map(str, APP))] if APP else []
+    return ["--cpuset-cpus", cpu_list(APP)] if APP else []
 
 
 def note() -> str:
     if not APP:
         return "One core only: the apps shared it with the load generators (nothing pinned)."
     return (
-        f"Cores: each measured app (process or container) ran alone on core "
-        f"{','.join(map(str, APP))}, as one vCPU (`--cpu 1`) on Cloud Run; the bench, wrk, the "
-        f"load generator, the fake upstream and Redis ran on core(s) "
-        f"{','.join(map(str, OTHERS))}."
+        f"Cores: each measured app (process or container) ran alone on core {cpu_list(APP)}, "
+        f"as one vCPU (`--cpu 1`) on Cloud Run; the bench, wrk, the load generator, the fake "
+        f"upstream and Redis ran on core(s) {cpu_list(OTHERS)}."
     )

@@ -15,7 +15,7 @@ from bench import wrk
 from bench.procstat import cpu_seconds
 from bench.project import CHAT_BODY, Context
 from bench.servers import free_port
-from bench.stats import Goal, Row, Spec, alternate
+from bench.stats import Goal, Row, Sample, Spec, alternate
 from bench.throughput import Side, rps, script, served
 
 SHARED = Spec(
@@ -80,7 +80,7 @@ class CpuPerRequest:
 
     @property
     def median(self) -> float:
-        return sorted(self.us)[len(self.us) // 2]
+        return Sample(tuple(self.us)).median
 
 
 def supported(ctx: Context) -> bool:
@@ -111,8 +111,8 @@ def measure(ctx: Context) -> list[Row]:
         "request: the shared limit (in the guard, before the body is read), the budget's "
         "reserve before the upstream call and its settle after it, one EVALSHA each. "
         f"The service's own CPU per request (median of the runs): {with_redis.median:,.0f} µs "
-        f"with Redis, {without.median:,.0f} µs without; the app is alone on its core, so "
-        "requests/s follow its CPU per request."
+        f"with Redis, {without.median:,.0f} µs without; on a core of its own (the notes say "
+        "whether it had one), the app's requests/s follow its CPU per request."
     )
     if used < requests:  # the service did not consult Redis per request: no shared limit measured
         return [Row(SHARED, note=f"not measured: {note} The limiter did not use Redis.")]
